@@ -1,0 +1,42 @@
+#pragma once
+// One interface, several implementations (CPU; CUDA when built): every algorithm reaches the hardware
+// only through a Backend, and the CPU backend is the test oracle for the others.
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ntk/kernel_assembly.hpp"
+
+namespace ntk {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // "cpu" or "cuda:N".
+  virtual std::string name() const = 0;
+  // What runs underneath (BLAS and kernel ISA, device name and memory), for logs and health output.
+  virtual std::string description() const = 0;
+
+  virtual void kernel(const KernelSpec& spec, ConstMatrixView<float> x1, const ConstMatrixView<float>* x2,
+                      KernelOutputs<float> out, const AssemblyOptions& options) = 0;
+  virtual void kernel(const KernelSpec& spec, ConstMatrixView<double> x1, const ConstMatrixView<double>* x2,
+                      KernelOutputs<double> out, const AssemblyOptions& options) = 0;
+  virtual void kernel_diagonal(const KernelSpec& spec, ConstMatrixView<float> x, KernelDiagonal<float> out,
+                               const AssemblyOptions& options) = 0;
+  virtual void kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x, KernelDiagonal<double> out,
+                               const AssemblyOptions& options) = 0;
+};
+
+struct BackendOptions {
+  int threads = 0;  // CPU worker threads; 0 = all hardware threads
+};
+
+// "cpu", "cuda" / "cuda:N", or "auto" (the first usable CUDA device, else the CPU). Logs the choice and
+// the reason. Throws InvalidArgument for an unknown name, Unavailable when CUDA is asked for and absent.
+std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOptions& options = {});
+
+// Whether this build contains the CUDA backend, and how many devices it can use right now.
+bool cuda_backend_built();
+int cuda_device_count();
+
+}  // namespace ntk

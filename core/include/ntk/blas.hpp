@@ -1,0 +1,42 @@
+#pragma once
+// The CPU BLAS/LAPACK in use. OpenBLAS is loaded at run time so that its kernel ("core type") can be
+// chosen before it initializes: Debian's OpenBLAS 0.3.21 does not recognize recent CPUs and would fall
+// back to slow kernels (docs/benchmarks.md has the measurements behind the choice).
+#include <cstdint>
+#include <string>
+
+namespace ntk::blas {
+
+struct Info {
+  std::string library;      // path that was loaded
+  std::string config;       // openblas_get_config()
+  std::string core;         // openblas_get_corename(): the kernel set actually in use
+  std::string core_reason;  // why that core type
+};
+
+// Loads the library on first use (thread-safe); throws Unavailable when no OpenBLAS can be loaded.
+// Environment: NTK_BLAS_CORETYPE=auto (default: pick from CPUID) | keep (OpenBLAS's own detection or
+// an inherited OPENBLAS_CORETYPE) | a core name (SkylakeX, Haswell, ...); NTK_OPENBLAS_LIBRARY=path.
+const Info& info();
+std::string describe();
+
+// OpenBLAS's own thread count. The CPU backend keeps it at 1 and parallelizes over tiles itself.
+void set_threads(int threads);
+int threads();
+
+// Row-major C = alpha op(A) op(B) + beta C.
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+          std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
+
+// Cholesky of the row-major symmetric matrix a (n x n): afterwards its lower triangle holds L with
+// A = L L^T. Returns 0 on success, or the 1-based order of the leading minor that is not positive
+// definite (LAPACK's info).
+template <class T>
+int potrf_lower(std::int64_t n, T* a, std::int64_t lda);
+
+// Solves A X = B in place for row-major B (n x nrhs) given the factor from potrf_lower.
+template <class T>
+void potrs_lower(std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b, std::int64_t ldb);
+
+}  // namespace ntk::blas

@@ -1,0 +1,199 @@
+#include "ntk/blas.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ntk/cpu_features.hpp"
+#include "ntk/errors.hpp"
+#include "ntk/logging.hpp"
+
+namespace ntk::blas {
+namespace {
+
+// CBLAS enumerations (values fixed by the CBLAS standard).
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kLower = 122, kLeft = 141, kNonUnit = 131;
+
+using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
+                          float*, int);
+using dgemm_fn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double,
+                          double*, int);
+using strsm_fn = void (*)(int, int, int, int, int, int, int, float, const float*, int, float*, int);
+using dtrsm_fn = void (*)(int, int, int, int, int, int, int, double, const double*, int, double*, int);
+using spotrf_fn = void (*)(const char*, const int*, float*, const int*, int*);
+using dpotrf_fn = void (*)(const char*, const int*, double*, const int*, int*);
+using set_threads_fn = void (*)(int);
+using get_threads_fn = int (*)();
+using get_string_fn = char* (*)();
+
+struct Api {
+  Info info;
+  sgemm_fn sgemm = nullptr;
+  dgemm_fn dgemm = nullptr;
+  strsm_fn strsm = nullptr;
+  dtrsm_fn dtrsm = nullptr;
+  spotrf_fn spotrf = nullptr;
+  dpotrf_fn dpotrf = nullptr;
+  set_threads_fn set_threads = nullptr;
+  get_threads_fn get_threads = nullptr;
+};
+
+template <class F>
+F symbol(void* handle, const char* name, const std::string& path) {
+  void* p = dlsym(handle, name);
+  if (p == nullptr) throw Unavailable("BLAS library " + path + " has no symbol " + name);
+  return reinterpret_cast<F>(p);
+}
+
+// The OpenBLAS core type to request, and why.
+std::pair<std::optional<std::string>, std::string> choose_core() {
+  const char* requested = std::getenv("NTK_BLAS_CORETYPE");
+  const std::string mode = requested ? requested : "auto";
+  const char* inherited = std::getenv("OPENBLAS_CORETYPE");
+  if (mode == "keep")
+    return {std::nullopt, inherited ? std::string("OPENBLAS_CORETYPE=") + inherited + " kept (NTK_BLAS_CORETYPE=keep)"
+                                    : "OpenBLAS's own detection (NTK_BLAS_CORETYPE=keep)"};
+  if (mode != "auto") return {mode, "NTK_BLAS_CORETYPE=" + mode};
+  const int level = x86_level();
+  std::string note = inherited ? std::string(", overriding inherited OPENBLAS_CORETYPE=") + inherited : "";
+  if (level >= 4) return {"SkylakeX", "CPU has AVX-512 (x86-64-v4)" + note};
+  if (level == 3) return {"Haswell", "CPU has AVX2/FMA (x86-64-v3)" + note};
+  return {std::nullopt, "OpenBLAS's own detection (no AVX2 on this CPU)"};
+}
+
+Api load() {
+  Api api;
+  std::vector<std::string> candidates;
+  if (const char* path = std::getenv("NTK_OPENBLAS_LIBRARY")) candidates.emplace_back(path);
+  candidates.insert(candidates.end(), {"libopenblas.so.0", "libopenblasp.so.0", "libopenblas.so"});
+
+  const auto [core, reason] = choose_core();
+  const char* previous = std::getenv("OPENBLAS_CORETYPE");
+  const std::optional<std::string> saved = previous ? std::optional<std::string>(previous) : std::nullopt;
+  // OpenBLAS reads OPENBLAS_CORETYPE once, in its constructor, which runs inside dlopen. Restore the
+  // variable afterwards so child processes see the environment they were given.
+  if (core) setenv("OPENBLAS_CORETYPE", core->c_str(), 1);
+  // Without this OpenBLAS starts one worker per core at load; idle, they spin in sched_yield and
+  // steal the cores from our own tile workers.
+  const char* previous_threads = std::getenv("OPENBLAS_NUM_THREADS");
+  const std::optional<std::string> saved_threads =
+      previous_threads ? std::optional<std::string>(previous_threads) : std::nullopt;
+  setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  void* handle = nullptr;
+  std::string loaded, errors;
+  for (const auto& c : candidates) {
+    handle = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle) {
+      loaded = c;
+      break;
+    }
+    errors += std::string(" ") + dlerror() + ";";
+  }
+  auto restore = [](const char* name, const std::optional<std::string>& value) {
+    if (value)
+      setenv(name, value->c_str(), 1);
+    else
+      unsetenv(name);
+  };
+  if (core) restore("OPENBLAS_CORETYPE", saved);
+  restore("OPENBLAS_NUM_THREADS", saved_threads);
+  if (handle == nullptr)
+    throw Unavailable("cannot load OpenBLAS (install libopenblas0-pthread or set NTK_OPENBLAS_LIBRARY):" + errors);
+
+  api.sgemm = symbol<sgemm_fn>(handle, "cblas_sgemm", loaded);
+  api.dgemm = symbol<dgemm_fn>(handle, "cblas_dgemm", loaded);
+  api.strsm = symbol<strsm_fn>(handle, "cblas_strsm", loaded);
+  api.dtrsm = symbol<dtrsm_fn>(handle, "cblas_dtrsm", loaded);
+  api.spotrf = symbol<spotrf_fn>(handle, "spotrf_", loaded);
+  api.dpotrf = symbol<dpotrf_fn>(handle, "dpotrf_", loaded);
+  api.set_threads = symbol<set_threads_fn>(handle, "openblas_set_num_threads", loaded);
+  api.get_threads = symbol<get_threads_fn>(handle, "openblas_get_num_threads", loaded);
+  api.info.library = loaded;
+  api.info.config = symbol<get_string_fn>(handle, "openblas_get_config", loaded)();
+  api.info.core = symbol<get_string_fn>(handle, "openblas_get_corename", loaded)();
+  api.info.core_reason = reason;
+  // Parallelism comes from the callers (tiles across threads); a threaded BLAS underneath would
+  // oversubscribe the cores.
+  api.set_threads(1);
+  log_info("BLAS: " + std::string(api.info.config) + " core=" + api.info.core + " (" + reason + ")");
+  return api;
+}
+
+const Api& api() {
+  static const Api instance = load();
+  return instance;
+}
+
+int to_int(std::int64_t v, const char* what) {
+  if (v > 2147483647 || v < 0) throw InvalidArgument(std::string(what) + " exceeds the 32-bit BLAS interface");
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+const Info& info() { return api().info; }
+
+std::string describe() {
+  const Info& i = info();
+  return i.config + " core=" + i.core + " (" + i.core_reason + ")";
+}
+
+void set_threads(int threads) { api().set_threads(threads < 1 ? 1 : threads); }
+int threads() { return api().get_threads(); }
+
+template <>
+void gemm<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+                 std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  api().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, to_int(m, "m"), to_int(n, "n"),
+              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c, to_int(ldc, "ldc"));
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
+                  std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
+  api().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, to_int(m, "m"), to_int(n, "n"),
+              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c, to_int(ldc, "ldc"));
+}
+
+template <>
+int potrf_lower<float>(std::int64_t n, float* a, std::int64_t lda) {
+  // Row-major lower == column-major upper of the same memory.
+  const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
+  int info = 0;
+  api().spotrf("U", &nn, a, &ld, &info);
+  return info;
+}
+
+template <>
+int potrf_lower<double>(std::int64_t n, double* a, std::int64_t lda) {
+  const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
+  int info = 0;
+  api().dpotrf("U", &nn, a, &ld, &info);
+  return info;
+}
+
+template <>
+void potrs_lower<float>(std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,
+                        std::int64_t ldb) {
+  const int nn = to_int(n, "n"), r = to_int(nrhs, "nrhs");
+  api().strsm(kRowMajor, kLeft, kLower, kNoTrans, kNonUnit, nn, r, 1.0f, l, to_int(ldl, "ldl"), b,
+              to_int(ldb, "ldb"));
+  api().strsm(kRowMajor, kLeft, kLower, kTrans, kNonUnit, nn, r, 1.0f, l, to_int(ldl, "ldl"), b,
+              to_int(ldb, "ldb"));
+}
+
+template <>
+void potrs_lower<double>(std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl, double* b,
+                         std::int64_t ldb) {
+  const int nn = to_int(n, "n"), r = to_int(nrhs, "nrhs");
+  api().dtrsm(kRowMajor, kLeft, kLower, kNoTrans, kNonUnit, nn, r, 1.0, l, to_int(ldl, "ldl"), b,
+              to_int(ldb, "ldb"));
+  api().dtrsm(kRowMajor, kLeft, kLower, kTrans, kNonUnit, nn, r, 1.0, l, to_int(ldl, "ldl"), b,
+              to_int(ldb, "ldb"));
+}
+
+}  // namespace ntk::blas

@@ -1,0 +1,339 @@
+#include "ntk/kernel_assembly.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+#include "ntk/blas.hpp"
+#include "ntk/errors.hpp"
+#include "ntk/parallel.hpp"
+#include "tile_recursion.hpp"
+
+namespace ntk {
+namespace {
+
+constexpr std::int64_t kDefaultTile = 256;
+
+template <class T>
+std::vector<T> scaled_squared_norms(ConstMatrixView<T> x) {
+  std::vector<T> sq(static_cast<std::size_t>(x.rows));
+  for (std::int64_t i = 0; i < x.rows; ++i) {
+    const T* r = x.row(i);
+    T acc = T(0);
+    for (std::int64_t k = 0; k < x.cols; ++k) acc += r[k] * r[k];
+    sq[static_cast<std::size_t>(i)] = acc / static_cast<T>(x.cols);
+  }
+  return sq;
+}
+
+template <ActFamily F, class T>
+void diagonal_rows(const RecursionParams<T>& p, const std::vector<T>& sq, T* vars, T* nngp, T* ntk) {
+  for (std::size_t i = 0; i < sq.size(); ++i) {
+    T g, t;
+    diagonal_entry<F>(p, sq[i], vars + i * static_cast<std::size_t>(p.depth), 1, g, t);
+    if (nngp) nngp[i] = g;
+    if (ntk) ntk[i] = t;
+  }
+}
+
+// Per-point layer variances (point-major, n x depth) and optionally the diagonal itself.
+template <class T>
+void diagonal_recursion(const RecursionParams<T>& p, const std::vector<T>& sq, std::vector<T>& vars,
+                        T* nngp, T* ntk) {
+  vars.assign(sq.size() * static_cast<std::size_t>(p.depth), T(0));
+  switch (p.family) {
+    case ActFamily::abrelu: diagonal_rows<ActFamily::abrelu>(p, sq, vars.data(), nngp, ntk); break;
+    case ActFamily::erf: diagonal_rows<ActFamily::erf>(p, sq, vars.data(), nngp, ntk); break;
+    case ActFamily::gelu: diagonal_rows<ActFamily::gelu>(p, sq, vars.data(), nngp, ntk); break;
+    case ActFamily::quadrature: diagonal_rows<ActFamily::quadrature>(p, sq, vars.data(), nngp, ntk); break;
+  }
+}
+
+template <class T>
+std::vector<T> layer_major(const std::vector<T>& point_major, std::int64_t n, int depth) {
+  std::vector<T> out(point_major.size());
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int l = 0; l < depth; ++l)
+      out[static_cast<std::size_t>(l * n + i)] = point_major[static_cast<std::size_t>(i * depth + l)];
+  return out;
+}
+
+// Everything a tile needs that depends only on the inputs: validated once per assembly.
+template <class T>
+struct Prepared {
+  explicit Prepared(const KernelSpec& spec) : recursion(spec) {}
+  HostRecursion<T> recursion;
+  ConstMatrixView<T> x1, x2;
+  bool symmetric = false;
+  std::vector<T> sq1;
+  std::vector<T> row_vars;  // n1 x depth
+  std::vector<T> col_vars;  // depth x n2
+};
+
+template <class T>
+void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
+  check_kernel_input(x1, x2 ? "x1" : "x");
+  if (x2) {
+    check_kernel_input(*x2, "x2");
+    if (x2->cols != x1.cols) {
+      std::ostringstream os;
+      os << "feature dimensions differ: x1 has " << x1.cols << " columns, x2 has " << x2->cols;
+      throw InvalidArgument(os.str());
+    }
+  }
+  const RecursionParams<T>& p = prep.recursion.params();
+  prep.x1 = x1;
+  prep.symmetric = x2 == nullptr;
+  prep.x2 = x2 ? *x2 : x1;
+  prep.sq1 = scaled_squared_norms(x1);
+  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+  if (prep.symmetric) {
+    prep.col_vars = layer_major(prep.row_vars, x1.rows, p.depth);
+  } else {
+    std::vector<T> vars2;
+    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+    prep.col_vars = layer_major(vars2, x2->rows, p.depth);
+  }
+}
+
+struct TileTask {
+  std::int64_t ti, tj;
+};
+
+std::vector<TileTask> tile_tasks(std::int64_t n1, std::int64_t n2, std::int64_t tr, std::int64_t tc,
+                                 bool symmetric) {
+  std::vector<TileTask> tasks;
+  const std::int64_t rt = (n1 + tr - 1) / tr, ct = (n2 + tc - 1) / tc;
+  for (std::int64_t i = 0; i < rt; ++i)
+    for (std::int64_t j = symmetric ? i : 0; j < ct; ++j) tasks.push_back({i, j});
+  return tasks;
+}
+
+// GEMM for x.x'/d into the tile, then the fused recursion. nngp/ntk point at the tile's top-left.
+template <class T>
+void compute_tile(const Prepared<T>& prep, const TileLocation& loc, T* nngp, std::int64_t nngp_ld, T* ntk,
+                  std::int64_t ntk_ld, T* scratch) {
+  T* primary = ntk ? ntk : nngp;
+  const std::int64_t primary_ld = ntk ? ntk_ld : nngp_ld;
+  const std::int64_t d = prep.x1.cols;
+  blas::gemm<T>(false, true, loc.rows, loc.cols, d, T(1) / static_cast<T>(d), prep.x1.row(loc.row0), prep.x1.ld,
+                prep.x2.row(loc.col0), prep.x2.ld, T(0), primary, primary_ld);
+  const bool diagonal_tile = prep.symmetric && loc.row0 == loc.col0;
+  if (diagonal_tile) {
+    // The exact |x|^2/d makes the diagonal identical to assemble_diagonal(): the GEMM's rounding of
+    // x.x would otherwise leave P - q12^2 as noise and perturb the ReLU angle by ~sqrt(eps).
+    for (std::int64_t k = 0; k < loc.rows; ++k)
+      primary[k * primary_ld + k] = prep.sq1[static_cast<std::size_t>(loc.row0 + k)];
+  }
+  const RecursionParams<T>& p = prep.recursion.params();
+  detail::TileArgs<T> args{&p,
+                           loc.rows,
+                           loc.cols,
+                           nngp,
+                           ntk,
+                           nngp_ld,
+                           ntk_ld,
+                           prep.row_vars.data() + loc.row0 * p.depth,
+                           prep.col_vars.data() + loc.col0,
+                           prep.x2.rows,
+                           diagonal_tile,
+                           scratch};
+  const auto& kernels = detail::select_tile_recursion();
+  if constexpr (sizeof(T) == 4)
+    kernels.f32(args);
+  else
+    kernels.f64(args);
+}
+
+// Copies the strict upper triangle of a square block onto its lower triangle.
+template <class T>
+void mirror_diagonal_block(T* a, std::int64_t n, std::int64_t ld) {
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i + 1; j < n; ++j) a[j * ld + i] = a[i * ld + j];
+}
+
+// dst (cols x rows) = src (rows x cols) transposed.
+template <class T>
+void transpose_block(const T* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols, T* dst,
+                     std::int64_t dst_ld) {
+  constexpr std::int64_t kBlock = 32;
+  for (std::int64_t i0 = 0; i0 < rows; i0 += kBlock)
+    for (std::int64_t j0 = 0; j0 < cols; j0 += kBlock)
+      for (std::int64_t i = i0; i < std::min(rows, i0 + kBlock); ++i)
+        for (std::int64_t j = j0; j < std::min(cols, j0 + kBlock); ++j) dst[j * dst_ld + i] = src[i * src_ld + j];
+}
+
+template <class T>
+void check_output(const MatrixView<T>& v, std::int64_t rows, std::int64_t cols, const char* name) {
+  if (v.empty()) return;
+  if (v.rows != rows || v.cols != cols || v.ld < cols) {
+    std::ostringstream os;
+    os << name << " output is " << v.rows << " x " << v.cols << " (ld " << v.ld << "), expected " << rows << " x "
+       << cols;
+    throw InvalidArgument(os.str());
+  }
+}
+
+int thread_count(const AssemblyOptions& o) { return o.threads > 0 ? o.threads : default_thread_count(); }
+
+void check_tile_option(std::int64_t v, const char* name) {
+  if (v < 0) throw InvalidArgument(std::string(name) + " must be >= 0 (0 = automatic)");
+}
+
+}  // namespace
+
+template <class T>
+void check_kernel_input(ConstMatrixView<T> x, const char* name) {
+  if (x.cols <= 0) throw InvalidArgument(std::string(name) + " has no feature columns");
+  if (x.rows < 0 || x.ld < x.cols) throw InvalidArgument(std::string(name) + " has an invalid shape");
+  for (std::int64_t i = 0; i < x.rows; ++i) {
+    const T* r = x.row(i);
+    for (std::int64_t k = 0; k < x.cols; ++k) {
+      if (!std::isfinite(r[k])) {
+        std::ostringstream os;
+        os << name << " contains " << (std::isnan(r[k]) ? "NaN" : "Inf") << " at row " << i << ", column " << k;
+        throw InvalidArgument(os.str());
+      }
+    }
+  }
+}
+
+template <class T>
+void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
+                     KernelOutputs<T> out, const AssemblyOptions& options) {
+  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
+  check_tile_option(options.tile_rows, "tile_rows");
+  check_tile_option(options.tile_cols, "tile_cols");
+  Prepared<T> prep(spec);
+  prepare(prep, x1, x2);
+  const std::int64_t n1 = x1.rows, n2 = prep.x2.rows;
+  check_output(out.nngp, n1, n2, "nngp");
+  check_output(out.ntk, n1, n2, "ntk");
+  if (n1 == 0 || n2 == 0) return;
+
+  std::int64_t tr = options.tile_rows ? options.tile_rows : kDefaultTile;
+  std::int64_t tc = options.tile_cols ? options.tile_cols : kDefaultTile;
+  if (prep.symmetric) tr = tc = std::min(tr, tc);  // mirroring needs square tiles on the diagonal
+  const auto tasks = tile_tasks(n1, n2, tr, tc, prep.symmetric);
+  const int threads = thread_count(options);
+  std::vector<std::vector<T>> scratch(static_cast<std::size_t>(threads), std::vector<T>(static_cast<std::size_t>(tc)));
+
+  parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
+    const TileTask task = tasks[static_cast<std::size_t>(t)];
+    const TileLocation loc{task.ti * tr, task.tj * tc, std::min(tr, n1 - task.ti * tr),
+                           std::min(tc, n2 - task.tj * tc)};
+    T* nngp = out.nngp.empty() ? nullptr : out.nngp.row(loc.row0) + loc.col0;
+    T* ntk = out.ntk.empty() ? nullptr : out.ntk.row(loc.row0) + loc.col0;
+    compute_tile(prep, loc, nngp, out.nngp.ld, ntk, out.ntk.ld, scratch[static_cast<std::size_t>(worker)].data());
+    if (!prep.symmetric) return;
+    for (const MatrixView<T>& v : {out.nngp, out.ntk}) {
+      if (v.empty()) continue;
+      if (task.ti == task.tj)
+        mirror_diagonal_block(v.row(loc.row0) + loc.col0, loc.rows, v.ld);
+      else
+        transpose_block<T>(v.row(loc.row0) + loc.col0, v.ld, loc.rows, loc.cols, v.row(loc.col0) + loc.row0, v.ld);
+    }
+  });
+}
+
+template <class T>
+void assemble_diagonal(const KernelSpec& spec, ConstMatrixView<T> x, KernelDiagonal<T> out,
+                       const AssemblyOptions& options) {
+  (void)options;
+  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
+  for (const auto& s : {out.nngp, out.ntk})
+    if (!s.empty() && static_cast<std::int64_t>(s.size()) != x.rows)
+      throw InvalidArgument("diagonal output has " + std::to_string(s.size()) + " entries, expected " +
+                            std::to_string(x.rows));
+  check_kernel_input(x, "x");
+  HostRecursion<T> recursion(spec);
+  std::vector<T> vars;
+  diagonal_recursion(recursion.params(), scaled_squared_norms(x), vars, out.nngp.empty() ? nullptr : out.nngp.data(),
+                     out.ntk.empty() ? nullptr : out.ntk.data());
+}
+
+template <class T>
+void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
+                           KernelSelection selection, const TileSink<T>& sink, const AssemblyOptions& options) {
+  check_tile_option(options.tile_rows, "tile_rows");
+  check_tile_option(options.tile_cols, "tile_cols");
+  Prepared<T> prep(spec);
+  prepare(prep, x1, x2);
+  const std::int64_t n1 = x1.rows, n2 = prep.x2.rows;
+  if (n1 == 0 || n2 == 0) return;
+  const bool want_nngp = selection != KernelSelection::ntk;
+  const bool want_ntk = selection != KernelSelection::nngp;
+  const std::size_t kernels = (want_nngp ? 1 : 0) + (want_ntk ? 1 : 0);
+  // A symmetric off-diagonal tile is emitted twice (as computed and transposed): twice the buffers.
+  const std::size_t buffers_per_worker = kernels * (prep.symmetric ? 2 : 1);
+
+  int threads = thread_count(options);
+  std::int64_t tile = std::min(options.tile_rows ? options.tile_rows : kDefaultTile,
+                               options.tile_cols ? options.tile_cols : kDefaultTile);
+  auto bytes_for = [&](std::int64_t t, int w) {
+    return static_cast<std::size_t>(w) * buffers_per_worker * static_cast<std::size_t>(t * t) * sizeof(T);
+  };
+  while (tile > 16 && bytes_for(tile, threads) > options.workspace_bytes) tile /= 2;
+  while (threads > 1 && bytes_for(tile, threads) > options.workspace_bytes) --threads;
+  if (bytes_for(tile, threads) > options.workspace_bytes) {
+    std::ostringstream os;
+    os << "kernel tiles need at least " << bytes_for(tile, threads) << " bytes of workspace, the budget is "
+       << options.workspace_bytes;
+    throw ResourceExhausted(os.str());
+  }
+  const std::int64_t tr = tile, tc = tile;
+  const auto tasks = tile_tasks(n1, n2, tr, tc, prep.symmetric);
+  const std::size_t tile_elems = static_cast<std::size_t>(tr * tc);
+  std::vector<std::vector<T>> buffers(static_cast<std::size_t>(threads),
+                                      std::vector<T>(tile_elems * buffers_per_worker + static_cast<std::size_t>(tc)));
+  std::mutex sink_mutex;
+
+  parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
+    const TileTask task = tasks[static_cast<std::size_t>(t)];
+    const TileLocation loc{task.ti * tr, task.tj * tc, std::min(tr, n1 - task.ti * tr),
+                           std::min(tc, n2 - task.tj * tc)};
+    T* base = buffers[static_cast<std::size_t>(worker)].data();
+    T* nngp = want_nngp ? base : nullptr;
+    T* ntk = want_ntk ? base + (want_nngp ? tile_elems : 0) : nullptr;
+    T* scratch = base + tile_elems * buffers_per_worker;
+    compute_tile(prep, loc, nngp, loc.cols, ntk, loc.cols, scratch);
+    auto view = [&](T* p, std::int64_t r, std::int64_t c) {
+      return p ? ConstMatrixView<T>{p, r, c, c} : ConstMatrixView<T>{};
+    };
+    const bool off_diagonal = prep.symmetric && task.ti != task.tj;
+    if (prep.symmetric && !off_diagonal) {
+      if (nngp) mirror_diagonal_block(nngp, loc.rows, loc.cols);
+      if (ntk) mirror_diagonal_block(ntk, loc.rows, loc.cols);
+    }
+    T* nngp_t = nullptr;
+    T* ntk_t = nullptr;
+    if (off_diagonal) {
+      T* second = base + tile_elems * kernels;
+      if (nngp) transpose_block<T>(nngp, loc.cols, loc.rows, loc.cols, nngp_t = second, loc.rows);
+      if (ntk) transpose_block<T>(ntk, loc.cols, loc.rows, loc.cols, ntk_t = second + (nngp ? tile_elems : 0), loc.rows);
+    }
+    std::lock_guard lock(sink_mutex);
+    sink(loc, view(nngp, loc.rows, loc.cols), view(ntk, loc.rows, loc.cols));
+    if (off_diagonal)
+      sink(TileLocation{loc.col0, loc.row0, loc.cols, loc.rows}, view(nngp_t, loc.cols, loc.rows),
+           view(ntk_t, loc.cols, loc.rows));
+  });
+}
+
+std::string kernel_isa() { return detail::select_tile_recursion().isa; }
+
+#define NTK_INSTANTIATE(T)                                                                                        \
+  template void check_kernel_input<T>(ConstMatrixView<T>, const char*);                                          \
+  template void assemble_kernel<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,             \
+                                   KernelOutputs<T>, const AssemblyOptions&);                                    \
+  template void assemble_diagonal<T>(const KernelSpec&, ConstMatrixView<T>, KernelDiagonal<T>,                   \
+                                     const AssemblyOptions&);                                                    \
+  template void assemble_kernel_tiles<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,       \
+                                         KernelSelection, const TileSink<T>&, const AssemblyOptions&);
+NTK_INSTANTIATE(float)
+NTK_INSTANTIATE(double)
+#undef NTK_INSTANTIATE
+
+}  // namespace ntk
