@@ -59,34 +59,42 @@ template <>
 struct AtanConstants<double> {
   static constexpr double reduce_above = 0.66;  // Cephes' split point
   static constexpr double pio4 = 7.85398163397448309616E-1 + 0.5 * 6.123233995736765886130E-17;
+  static constexpr double tiny = 2.2250738585072014e-308;  // smallest normal
 };
 template <>
 struct AtanConstants<float> {
   static constexpr float reduce_above = 0.414213562373095048802f;  // tan(pi/8)
   static constexpr float pio4 = 0.785398163397448309616f;
+  static constexpr float tiny = 1.17549435e-38f;
 };
+
+NTK_HD double abs(double x) { return ::fabs(x); }
+NTK_HD float abs(float x) { return ::fabsf(x); }
 
 // atan2(y, x) with the quadrant conventions of std::atan2 for finite arguments; atan2(0, 0) = 0 and
 // atan2(0, -x) = pi for x > 0 (the recursion only meets y >= 0 or x >= 0). With r = min/max of |x|, |y|,
 // atan(r) = pi/4 + atan((r - 1)/(r + 1)) for r above the split; that ratio is formed directly from
 // the two magnitudes, so the whole function costs one division.
+// The branches are written as arithmetic with 0/1 factors (exact: x * 1, x * 0 and x + 0 round to
+// themselves) because g++ if-converts selects here into duplicated masked divisions and polynomials.
 template <class T>
 NTK_HD T atan2(T y, T x) {
   constexpr T kPi = T(3.14159265358979323846264338327950288);
   constexpr T kPio2 = T(1.57079632679489661923132169163975144);
-  const T ax = x < T(0) ? -x : x;
-  const T ay = y < T(0) ? -y : y;
-  const bool swap = ay > ax;
-  const T lo = swap ? ax : ay;
-  const T hi = swap ? ay : ax;
-  const bool reduce = lo > AtanConstants<T>::reduce_above * hi;
-  const T num = reduce ? lo - hi : lo;
-  const T den = reduce ? lo + hi : hi;
-  const T ratio = den > T(0) ? num / den : T(0);
-  T a = atan_reduced(ratio);
-  a = reduce ? AtanConstants<T>::pio4 + a : a;
-  a = swap ? kPio2 - a : a;
-  a = x < T(0) ? kPi - a : a;
+  const T ax = fm::abs(x);
+  const T ay = fm::abs(y);
+  const T lo = ay < ax ? ay : ax;
+  const T hi = ay < ax ? ax : ay;
+  const T reduce = static_cast<T>(lo > AtanConstants<T>::reduce_above * hi);
+  const T num = lo - reduce * hi;
+  const T den = hi + reduce * lo;
+  // den == 0 only when x == y == 0, where num == 0 too and the ratio must be 0.
+  const T safe_den = den > AtanConstants<T>::tiny ? den : AtanConstants<T>::tiny;
+  T a = atan_reduced(num / safe_den) + reduce * AtanConstants<T>::pio4;
+  const T swapped = static_cast<T>(ay > ax);
+  a = swapped * kPio2 + (T(1) - T(2) * swapped) * a;
+  const T negative_x = static_cast<T>(x < T(0));
+  a = negative_x * kPi + (T(1) - T(2) * negative_x) * a;
   return y < T(0) ? -a : a;
 }
 
