@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-command setup on a fresh Debian 12 machine: system packages, the Python tools the tests and
+# examples use (in .venv), then a Release build in build/.
+#
+#   scripts/setup.sh            # everything
+#   NTK_SETUP_SKIP_APT=1 ...    # packages are already there (no root needed)
+#   NTK_CUDA=OFF ...            # build without the CUDA backend (default AUTO: when nvcc is found)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n== setup: %s\n' "$*"; }
+
+if [ "${NTK_SETUP_SKIP_APT:-0}" != 1 ]; then
+  log "Debian packages"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends \
+    build-essential cmake ninja-build pkg-config git \
+    libopenblas0-pthread libopenblas-dev \
+    googletest libgtest-dev libgmock-dev libbenchmark-dev \
+    python3 python3-venv >/dev/null
+fi
+
+python=${NTK_PYTHON_BOOTSTRAP:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "Python virtual environment (.venv)"
+  "$python" -m venv .venv
+fi
+log "Python packages"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r scripts/requirements.txt
+# neural-tangents 0.6.5 declares tensorflow as a dependency for a module we never import; install it
+# without dependencies (its real ones, jax and frozendict, come from requirements.txt).
+.venv/bin/python -m pip install -q --no-deps neural-tangents==0.6.5
+
+log "configure and build (Release)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA="${NTK_CUDA:-AUTO}" \
+  -DNTK_PYTHON="$root/.venv/bin/python" >/dev/null
+cmake --build build
+log "done: binaries in build/bin, tests with: ctest --test-dir build --output-on-failure"
