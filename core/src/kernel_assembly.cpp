@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ntk/blas.hpp"
+#include "ntk/detail/transpose.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/parallel.hpp"
 #include "tile_recursion.hpp"
@@ -147,39 +148,6 @@ void compute_tile(const Prepared<T>& prep, const TileLocation& loc, T* nngp, std
     kernels.f64(args);
 }
 
-// dst (cols x rows) = src (rows x cols) transposed. Works in blocks of one cache line per row through
-// a small contiguous buffer, so every source and destination line is touched once, whole: with a
-// power-of-two leading dimension the rows of a block share one cache set, and an element-wise
-// transpose evicts each line between its uses (it cost twice the recursion itself).
-template <class T>
-void transpose_block(const T* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols, T* dst,
-                     std::int64_t dst_ld) {
-  constexpr std::int64_t kBlock = 64 / sizeof(T);
-  T buffer[kBlock][kBlock];
-  for (std::int64_t i0 = 0; i0 < rows; i0 += kBlock) {
-    const std::int64_t bi = std::min(kBlock, rows - i0);
-    for (std::int64_t j0 = 0; j0 < cols; j0 += kBlock) {
-      const std::int64_t bj = std::min(kBlock, cols - j0);
-      for (std::int64_t i = 0; i < bi; ++i)
-        for (std::int64_t j = 0; j < bj; ++j) buffer[i][j] = src[(i0 + i) * src_ld + j0 + j];
-      for (std::int64_t j = 0; j < bj; ++j)
-        for (std::int64_t i = 0; i < bi; ++i) dst[(j0 + j) * dst_ld + i0 + i] = buffer[i][j];
-    }
-  }
-}
-
-// Copies the strict upper triangle of a square block onto its lower triangle.
-template <class T>
-void mirror_diagonal_block(T* a, std::int64_t n, std::int64_t ld) {
-  constexpr std::int64_t kBlock = 64 / sizeof(T);
-  for (std::int64_t b0 = 0; b0 < n; b0 += kBlock) {
-    const std::int64_t bn = std::min(kBlock, n - b0);
-    for (std::int64_t i = b0; i < b0 + bn; ++i)
-      for (std::int64_t j = i + 1; j < b0 + bn; ++j) a[j * ld + i] = a[i * ld + j];
-    if (b0 + bn < n) transpose_block(a + b0 * ld + b0 + bn, ld, bn, n - b0 - bn, a + (b0 + bn) * ld + b0, ld);
-  }
-}
-
 template <class T>
 void check_output(const MatrixView<T>& v, std::int64_t rows, std::int64_t cols, const char* name) {
   if (v.empty()) return;
@@ -246,9 +214,9 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
     for (const MatrixView<T>& v : {out.nngp, out.ntk}) {
       if (v.empty()) continue;
       if (task.ti == task.tj)
-        mirror_diagonal_block(v.row(loc.row0) + loc.col0, loc.rows, v.ld);
+        detail::mirror_upper_to_lower(v.row(loc.row0) + loc.col0, loc.rows, v.ld);
       else
-        transpose_block<T>(v.row(loc.row0) + loc.col0, v.ld, loc.rows, loc.cols, v.row(loc.col0) + loc.row0, v.ld);
+        detail::transpose_block<T>(v.row(loc.row0) + loc.col0, v.ld, loc.rows, loc.cols, v.row(loc.col0) + loc.row0, v.ld);
     }
   });
 }
@@ -319,15 +287,15 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
     };
     const bool off_diagonal = prep.symmetric && task.ti != task.tj;
     if (prep.symmetric && !off_diagonal) {
-      if (nngp) mirror_diagonal_block(nngp, loc.rows, loc.cols);
-      if (ntk) mirror_diagonal_block(ntk, loc.rows, loc.cols);
+      if (nngp) detail::mirror_upper_to_lower(nngp, loc.rows, loc.cols);
+      if (ntk) detail::mirror_upper_to_lower(ntk, loc.rows, loc.cols);
     }
     T* nngp_t = nullptr;
     T* ntk_t = nullptr;
     if (off_diagonal) {
       T* second = base + tile_elems * kernels;
-      if (nngp) transpose_block<T>(nngp, loc.cols, loc.rows, loc.cols, nngp_t = second, loc.rows);
-      if (ntk) transpose_block<T>(ntk, loc.cols, loc.rows, loc.cols, ntk_t = second + (nngp ? tile_elems : 0), loc.rows);
+      if (nngp) detail::transpose_block<T>(nngp, loc.cols, loc.rows, loc.cols, nngp_t = second, loc.rows);
+      if (ntk) detail::transpose_block<T>(ntk, loc.cols, loc.rows, loc.cols, ntk_t = second + (nngp ? tile_elems : 0), loc.rows);
     }
     std::lock_guard lock(sink_mutex);
     sink(loc, view(nngp, loc.rows, loc.cols), view(ntk, loc.rows, loc.cols));

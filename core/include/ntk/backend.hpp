@@ -1,6 +1,7 @@
 #pragma once
 // One interface, several implementations (CPU; CUDA when built): every algorithm reaches the hardware
 // only through a Backend, and the CPU backend is the test oracle for the others.
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,7 +29,8 @@ class Backend {
 };
 
 struct BackendOptions {
-  int threads = 0;  // CPU worker threads; 0 = all hardware threads
+  int threads = 0;                       // CPU worker threads; 0 = all hardware threads
+  std::size_t device_memory_budget = 0;  // bytes a CUDA backend may hold; 0 = 90% of the device's memory
 };
 
 // "cpu", "cuda" / "cuda:N", or "auto" (the first usable CUDA device, else the CPU). Logs the choice and

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace ntk {
@@ -17,7 +18,11 @@ struct MatrixView {
   T* row(std::int64_t i) const { return data + i * ld; }
   bool empty() const { return data == nullptr; }
   MatrixView<const T> as_const() const { return {data, rows, cols, ld}; }
-  operator MatrixView<const T>() const { return {data, rows, cols, ld}; }
+  // A template so that MatrixView<const T> does not declare a conversion to itself.
+  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  operator MatrixView<const U>() const {
+    return {data, rows, cols, ld};
+  }
   MatrixView block(std::int64_t i0, std::int64_t j0, std::int64_t r, std::int64_t c) const {
     return {data + i0 * ld + j0, r, c, ld};
   }

@@ -1,0 +1,73 @@
+#include <mutex>
+#include <sstream>
+
+#include "kernel_assembly.cuh"
+#include "ntk/cuda/cuda_backend.hpp"
+#include "ntk/cuda/errors.cuh"
+#include "ntk/cuda/resources.cuh"
+
+namespace ntk::cuda {
+namespace {
+
+std::size_t default_budget(int device) {
+  NTK_CUDA_CHECK(cudaSetDevice(device));
+  std::size_t free_bytes = 0, total = 0;
+  NTK_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return total / 10 * 9;
+}
+
+class CudaBackendImpl final : public CudaBackend {
+ public:
+  CudaBackendImpl(int device, const BackendOptions& options)
+      : resources_(device, options.device_memory_budget ? options.device_memory_budget : default_budget(device)) {}
+
+  std::string name() const override { return "cuda:" + std::to_string(resources_.device()); }
+  std::string description() const override {
+    const cudaDeviceProp& p = resources_.properties();
+    std::ostringstream os;
+    os << name() << " (" << p.name << ", compute capability " << p.major << "." << p.minor << ", "
+       << p.totalGlobalMem / (1 << 20) << " MiB, budget " << resources_pool_budget() / (1 << 20) << " MiB)";
+    return os.str();
+  }
+  MemoryStats memory() const override { return const_cast<DeviceResources&>(resources_).pool().stats(); }
+
+  void kernel(const KernelSpec& spec, ConstMatrixView<float> x1, const ConstMatrixView<float>* x2,
+              KernelOutputs<float> out, const AssemblyOptions& options) override {
+    std::lock_guard lock(mutex_);
+    assemble_kernel(resources_, spec, x1, x2, out, options);
+  }
+  void kernel(const KernelSpec& spec, ConstMatrixView<double> x1, const ConstMatrixView<double>* x2,
+              KernelOutputs<double> out, const AssemblyOptions& options) override {
+    std::lock_guard lock(mutex_);
+    assemble_kernel(resources_, spec, x1, x2, out, options);
+  }
+  void kernel_diagonal(const KernelSpec& spec, ConstMatrixView<float> x, KernelDiagonal<float> out,
+                       const AssemblyOptions&) override {
+    std::lock_guard lock(mutex_);
+    assemble_diagonal(resources_, spec, x, out);
+  }
+  void kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x, KernelDiagonal<double> out,
+                       const AssemblyOptions&) override {
+    std::lock_guard lock(mutex_);
+    assemble_diagonal(resources_, spec, x, out);
+  }
+
+ private:
+  std::size_t resources_pool_budget() const { return const_cast<DeviceResources&>(resources_).pool().stats().budget; }
+  // One operation at a time per device: the streams and tile buffers belong to the running request.
+  std::mutex mutex_;
+  DeviceResources resources_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaBackend> make_cuda_backend(int device, const BackendOptions& options) {
+  const int count = device_count();
+  if (count == 0) throw Unavailable("CUDA backend unavailable: " + unavailable_reason());
+  if (device < 0 || device >= count)
+    throw InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
+                          " present)");
+  return std::make_unique<CudaBackendImpl>(device, options);
+}
+
+}  // namespace ntk::cuda

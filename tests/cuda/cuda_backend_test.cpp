@@ -1,0 +1,131 @@
+// Differential tests: the CUDA backend against the CPU backend on fresh random inputs. Without a device
+// every test is skipped (GTEST_SKIP), so CI without a GPU reports them as such.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "ntk/backend.hpp"
+#include "ntk/cpu_backend.hpp"
+#include "ntk/cuda/cuda_backend.hpp"
+#include "ntk/errors.hpp"
+
+namespace {
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (ntk::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << ntk::cuda::unavailable_reason();
+    gpu_ = ntk::cuda::make_cuda_backend(0, {});
+  }
+  std::unique_ptr<ntk::cuda::CudaBackend> gpu_;
+  ntk::CpuBackend cpu_;
+};
+
+template <class T>
+ntk::Matrix<T> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
+  ntk::Matrix<T> m(rows, cols);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (auto& v : m.storage()) v = static_cast<T>(normal(rng));
+  return m;
+}
+
+template <class T>
+double max_relative_difference(const ntk::Matrix<T>& a, const ntk::Matrix<T>& b) {
+  double scale = 0, diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    scale = std::max(scale, std::abs(double(b.data()[i])));
+    diff = std::max(diff, std::abs(double(a.data()[i]) - double(b.data()[i])));
+    if (std::isnan(double(a.data()[i]))) return std::numeric_limits<double>::infinity();
+  }
+  return diff / scale;
+}
+
+std::vector<ntk::KernelSpec> architectures() {
+  std::vector<ntk::KernelSpec> specs;
+  const ntk::Activation acts[] = {ntk::Activation::relu, ntk::Activation::leaky_relu, ntk::Activation::erf,
+                                  ntk::Activation::gelu, ntk::Activation::abs, ntk::Activation::tanh};
+  int depth = 0;
+  for (auto a : acts) {
+    ntk::KernelSpec s;
+    s.depth = depth++ % 4 + 1;
+    s.w_std = 1.4;
+    s.b_std = 0.2;
+    s.activation.kind = a;
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+template <class T>
+void compare_backends(ntk::Backend& gpu, ntk::Backend& cpu, double tolerance) {
+  std::uint64_t seed = 11;
+  for (const auto& spec : architectures()) {
+    for (bool symmetric : {false, true}) {
+      // Sizes that are not multiples of any tile or warp.
+      const auto x1 = random_matrix<T>(301, 47, seed++);
+      const auto x2 = random_matrix<T>(173, 47, seed++);
+      const ntk::ConstMatrixView<T> v2 = x2.view();
+      const std::int64_t n2 = symmetric ? x1.rows() : x2.rows();
+      ntk::Matrix<T> g_nngp(x1.rows(), n2, std::numeric_limits<T>::quiet_NaN());
+      ntk::Matrix<T> g_ntk(x1.rows(), n2, std::numeric_limits<T>::quiet_NaN());  // poisoned: all must be written
+      ntk::Matrix<T> c_nngp(x1.rows(), n2), c_ntk(x1.rows(), n2);
+      ntk::AssemblyOptions small_tiles;
+      small_tiles.tile_rows = small_tiles.tile_cols = 128;
+      gpu.kernel(spec, x1.view(), symmetric ? nullptr : &v2, {g_nngp.view(), g_ntk.view()}, small_tiles);
+      cpu.kernel(spec, x1.view(), symmetric ? nullptr : &v2, {c_nngp.view(), c_ntk.view()}, {});
+      EXPECT_LE(max_relative_difference(g_nngp, c_nngp), tolerance) << spec.describe() << " sym " << symmetric;
+      EXPECT_LE(max_relative_difference(g_ntk, c_ntk), tolerance) << spec.describe() << " sym " << symmetric;
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, KernelMatchesCpuFloat64) { compare_backends<double>(*gpu_, cpu_, 1e-10); }
+TEST_F(CudaBackendTest, KernelMatchesCpuFloat32) { compare_backends<float>(*gpu_, cpu_, 1e-4); }
+
+TEST_F(CudaBackendTest, DiagonalMatchesCpu) {
+  ntk::KernelSpec spec;
+  spec.depth = 3;
+  spec.activation.kind = ntk::Activation::gelu;
+  const auto x = random_matrix<double>(1000, 31, 3);
+  std::vector<double> g(1000, std::nan("")), c(1000);
+  gpu_->kernel_diagonal(spec, x.view(), {{}, std::span<double>(g)}, {});
+  cpu_.kernel_diagonal(spec, x.view(), {{}, std::span<double>(c)}, {});
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], c[i], 1e-10 * std::abs(c[i])) << i;
+}
+
+TEST_F(CudaBackendTest, RejectsBadInputsLikeTheCpu) {
+  ntk::KernelSpec spec;
+  auto x = random_matrix<double>(10, 4, 1);
+  x(3, 2) = std::nan("");
+  ntk::Matrix<double> k(10, 10);
+  try {
+    gpu_->kernel(spec, x.view(), nullptr, {{}, k.view()}, {});
+    FAIL();
+  } catch (const ntk::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("row 3, column 2"), std::string::npos);
+  }
+}
+
+TEST_F(CudaBackendTest, MemoryAccountingReturnsToZero) {
+  ntk::KernelSpec spec;
+  const auto x = random_matrix<float>(500, 20, 2);
+  ntk::Matrix<float> k(500, 500);
+  gpu_->kernel(spec, x.view(), nullptr, {{}, k.view()}, {});
+  const auto stats = gpu_->memory();
+  EXPECT_EQ(stats.in_use, 0u);
+  EXPECT_GT(stats.peak, 0u);
+}
+
+TEST_F(CudaBackendTest, OverBudgetIsResourceExhausted) {
+  ntk::BackendOptions tiny;
+  tiny.device_memory_budget = 1 << 16;
+  auto small = ntk::cuda::make_cuda_backend(0, tiny);
+  const auto x = random_matrix<double>(2000, 64, 4);
+  ntk::Matrix<double> k(2000, 2000);
+  EXPECT_THROW(small->kernel(ntk::KernelSpec{}, x.view(), nullptr, {{}, k.view()}, {}), ntk::ResourceExhausted);
+}
+
+}  // namespace
