@@ -28,6 +28,10 @@ const std::int64_t kTile = [] {
   const char* env = std::getenv("NTK_BENCH_TILE");
   return env ? std::atoll(env) : std::int64_t(256);
 }();
+const std::int64_t kTileCols = [] {
+  const char* env = std::getenv("NTK_BENCH_TILE_COLS");
+  return env ? std::atoll(env) : kTile;
+}();
 
 template <class T>
 const ntk::Matrix<T>& inputs(std::int64_t n) {
@@ -104,7 +108,8 @@ void bm_assembly(benchmark::State& state, bool symmetric, ntk::KernelSelection w
                                   ntk_m.size() ? ntk_m.view() : ntk::MatrixView<T>{}};
   ntk::AssemblyOptions options;
   options.threads = threads;
-  options.tile_rows = options.tile_cols = kTile;
+  options.tile_rows = kTile;
+  options.tile_cols = kTileCols;
   const ntk::ConstMatrixView<T> xv = x.view();
   for (auto _ : state) {
     ntk::assemble_kernel<T>(spec, xv, symmetric ? nullptr : &xv, out, options);
