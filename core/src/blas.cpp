@@ -177,6 +177,23 @@ int potrf_lower<double>(std::int64_t n, double* a, std::int64_t lda) {
 }
 
 template <>
+void trsm_lower<float>(bool transpose, std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,
+                       std::int64_t ldb) {
+  api().strsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
+              to_int(nrhs, "nrhs"), 1.0f, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
+}
+
+template <>
+void trsm_lower<double>(bool transpose, std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl,
+                        double* b, std::int64_t ldb) {
+  api().dtrsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
+              to_int(nrhs, "nrhs"), 1.0, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
+}
+
+ScopedThreads::ScopedThreads(int threads) { set_threads(threads); }
+ScopedThreads::~ScopedThreads() { set_threads(1); }
+
+template <>
 void potrs_lower<float>(std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,
                         std::int64_t ldb) {
   const int nn = to_int(n, "n"), r = to_int(nrhs, "nrhs");

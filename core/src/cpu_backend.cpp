@@ -2,6 +2,7 @@
 
 #include "ntk/blas.hpp"
 #include "ntk/cpu_features.hpp"
+#include "ntk/errors.hpp"
 #include "ntk/parallel.hpp"
 
 namespace ntk {
@@ -37,6 +38,47 @@ void CpuBackend::kernel_diagonal(const KernelSpec& spec, ConstMatrixView<float> 
 void CpuBackend::kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x, KernelDiagonal<double> out,
                                  const AssemblyOptions& options) {
   assemble_diagonal(spec, x, out, with_threads(options));
+}
+
+namespace {
+
+std::string shape(std::int64_t r, std::int64_t c) { return std::to_string(r) + " x " + std::to_string(c); }
+
+}  // namespace
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
+                      double beta, MatrixView<double> c) {
+  const std::int64_t m = trans_a ? a.cols : a.rows, k = trans_a ? a.rows : a.cols;
+  const std::int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+  if (k != kb || c.rows != m || c.cols != n)
+    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + (trans_a ? "^T" : "") + " * " +
+                          shape(b.rows, b.cols) + (trans_b ? "^T" : "") + " -> " + shape(c.rows, c.cols));
+  if (m == 0 || n == 0) return;
+  blas::ScopedThreads threads(threads_);
+  blas::gemm<double>(trans_a, trans_b, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
+}
+
+void CpuBackend::cholesky(MatrixView<double> a, const char* what) {
+  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+  if (a.rows == 0) return;
+  int info;
+  {
+    blas::ScopedThreads threads(threads_);
+    info = blas::potrf_lower<double>(a.rows, a.data, a.ld);
+  }
+  if (info > 0)
+    throw NumericalError(std::string(what) + " is not positive definite (leading minor " + std::to_string(info) +
+                         " of " + std::to_string(a.rows) + ")");
+  if (info < 0) throw InternalError("potrf argument " + std::to_string(-info) + " invalid");
+}
+
+void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
+  if (l.rows != l.cols || b.rows != l.rows)
+    throw InvalidArgument("triangular solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
+                          shape(b.rows, b.cols));
+  if (b.rows == 0 || b.cols == 0) return;
+  blas::ScopedThreads threads(threads_);
+  blas::trsm_lower<double>(transpose, l.rows, b.cols, l.data, l.ld, b.data, b.ld);
 }
 
 }  // namespace ntk

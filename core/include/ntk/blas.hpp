@@ -35,6 +35,21 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 template <class T>
 int potrf_lower(std::int64_t n, T* a, std::int64_t lda);
 
+// b <- L^-1 b or L^-T b for row-major b (n x nrhs), L lower triangular.
+template <class T>
+void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b,
+                std::int64_t ldb);
+
+// Sets OpenBLAS's thread count for the lifetime of the object, then back to 1. For large single
+// calls (factorizations) where the caller has no parallelism of its own.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int threads);
+  ~ScopedThreads();
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+};
+
 // Solves A X = B in place for row-major B (n x nrhs) given the factor from potrf_lower.
 template <class T>
 void potrs_lower(std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b, std::int64_t ldb);

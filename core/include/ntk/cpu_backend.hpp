@@ -19,6 +19,11 @@ class CpuBackend final : public Backend {
   void kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x, KernelDiagonal<double> out,
                        const AssemblyOptions& options) override;
 
+  void gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
+            double beta, MatrixView<double> c) override;
+  void cholesky(MatrixView<double> a, const char* what) override;
+  void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override;
+
  private:
   AssemblyOptions with_threads(const AssemblyOptions& options) const;
   int threads_;
