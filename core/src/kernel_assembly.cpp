@@ -39,17 +39,36 @@ void diagonal_rows(const RecursionParams<T>& p, const std::vector<T>& sq, T* var
   }
 }
 
-// Per-point layer variances (point-major, n x depth) and optionally the diagonal itself.
+// Per-point layer variances (point-major, n x depth) and the diagonal itself (into nngp/ntk when
+// given). Throws InvalidArgument when a variance or K(x, x) overflows: the off-diagonal entries are
+// bounded by the diagonal ones (both kernels are positive semi-definite), so a finite diagonal means a
+// finite kernel, and a deep or wide-weighted network must not silently return NaN.
 template <class T>
 void diagonal_recursion(const RecursionParams<T>& p, const std::vector<T>& sq, std::vector<T>& vars,
-                        T* nngp, T* ntk) {
+                        T* nngp, T* ntk, const char* name) {
   vars.assign(sq.size() * static_cast<std::size_t>(p.depth), T(0));
+  std::vector<T> g(sq.size()), t(sq.size());
   switch (p.family) {
-    case ActFamily::abrelu: diagonal_rows<ActFamily::abrelu>(p, sq, vars.data(), nngp, ntk); break;
-    case ActFamily::erf: diagonal_rows<ActFamily::erf>(p, sq, vars.data(), nngp, ntk); break;
-    case ActFamily::gelu: diagonal_rows<ActFamily::gelu>(p, sq, vars.data(), nngp, ntk); break;
-    case ActFamily::quadrature: diagonal_rows<ActFamily::quadrature>(p, sq, vars.data(), nngp, ntk); break;
+    case ActFamily::abrelu: diagonal_rows<ActFamily::abrelu>(p, sq, vars.data(), g.data(), t.data()); break;
+    case ActFamily::erf: diagonal_rows<ActFamily::erf>(p, sq, vars.data(), g.data(), t.data()); break;
+    case ActFamily::gelu: diagonal_rows<ActFamily::gelu>(p, sq, vars.data(), g.data(), t.data()); break;
+    case ActFamily::quadrature: diagonal_rows<ActFamily::quadrature>(p, sq, vars.data(), g.data(), t.data()); break;
   }
+  const std::size_t depth = static_cast<std::size_t>(p.depth);
+  for (std::size_t i = 0; i < sq.size(); ++i) {
+    std::size_t bad_layer = depth + 1;
+    for (std::size_t l = 0; l < depth && bad_layer > depth; ++l)
+      if (!std::isfinite(vars[i * depth + l])) bad_layer = l + 1;
+    if (bad_layer > depth && (!std::isfinite(g[i]) || !std::isfinite(t[i]))) bad_layer = depth + 1;
+    else if (bad_layer > depth) continue;
+    std::ostringstream os;
+    os << "the kernel overflows " << (sizeof(T) == 4 ? "float32" : "float64") << " at layer " << bad_layer
+       << " for row " << i << " of " << name
+       << " (the variance is no longer finite): use float64, a smaller w_std or depth, or rescale the inputs";
+    throw InvalidArgument(os.str());
+  }
+  if (nngp) std::copy(g.begin(), g.end(), nngp);
+  if (ntk) std::copy(t.begin(), t.end(), ntk);
 }
 
 template <class T>
@@ -89,12 +108,14 @@ void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>*
   prep.symmetric = x2 == nullptr;
   prep.x2 = x2 ? *x2 : x1;
   prep.sq1 = scaled_squared_norms(x1);
-  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
+                     x2 ? "x1" : "x");
   if (prep.symmetric) {
     prep.col_vars = layer_major(prep.row_vars, x1.rows, p.depth);
   } else {
     std::vector<T> vars2;
-    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
+                       "x2");
     prep.col_vars = layer_major(vars2, x2->rows, p.depth);
   }
 }
@@ -234,7 +255,7 @@ void assemble_diagonal(const KernelSpec& spec, ConstMatrixView<T> x, KernelDiago
   HostRecursion<T> recursion(spec);
   std::vector<T> vars;
   diagonal_recursion(recursion.params(), scaled_squared_norms(x), vars, out.nngp.empty() ? nullptr : out.nngp.data(),
-                     out.ntk.empty() ? nullptr : out.ntk.data());
+                     out.ntk.empty() ? nullptr : out.ntk.data(), "x");
 }
 
 template <class T>
@@ -255,8 +276,8 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
   int threads = thread_count(options);
   std::int64_t tile = std::min(options.tile_rows ? options.tile_rows : kDefaultTile,
                                options.tile_cols ? options.tile_cols : kDefaultTile);
-  auto bytes_for = [&](std::int64_t t, int w) {
-    return static_cast<std::size_t>(w) * buffers_per_worker * static_cast<std::size_t>(t * t) * sizeof(T);
+  auto bytes_for = [&](std::int64_t t, int w) {  // tile buffers plus one scratch row per worker
+    return static_cast<std::size_t>(w) * (buffers_per_worker * static_cast<std::size_t>(t * t) + t) * sizeof(T);
   };
   while (tile > 16 && bytes_for(tile, threads) > options.workspace_bytes) tile /= 2;
   while (threads > 1 && bytes_for(tile, threads) > options.workspace_bytes) --threads;

@@ -210,6 +210,13 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
     if (!views[k].empty() && (views[k].rows != n1 || views[k].cols != n2 || views[k].ld < n2))
       throw InvalidArgument(std::string(view_names[k]) + " output has the wrong shape");
   if (n1 == 0 || n2 == 0) return;
+  // The diagonal on the host (O(N d + N L)) finds an overflowing architecture before any device work,
+  // with the CPU's message: a finite diagonal bounds every entry.
+  {
+    std::vector<T> diag(static_cast<std::size_t>(std::max(n1, n2)));
+    ntk::assemble_diagonal<T>(spec, x1, {std::span<T>(diag.data(), n1), {}});
+    if (!symmetric) ntk::assemble_diagonal<T>(spec, xb, {std::span<T>(diag.data(), n2), {}});
+  }
 
   HostRecursion<T> host(spec);
   r.activate();
@@ -304,6 +311,10 @@ void assemble_diagonal(DeviceResources& r, const KernelSpec& spec, ConstMatrixVi
                             std::to_string(x.rows));
   check_kernel_input(x, "x");
   if (x.rows == 0) return;
+  {
+    std::vector<T> diag(static_cast<std::size_t>(x.rows));
+    ntk::assemble_diagonal<T>(spec, x, {std::span<T>(diag), {}});  // overflow check, as above
+  }
   HostRecursion<T> host(spec);
   r.activate();
   cudaStream_t s0 = r.stream(0);
