@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "kernel_assembly.cuh"
+#include "linear_algebra.cuh"
 #include "ntk/cuda/cuda_backend.hpp"
 #include "ntk/cuda/errors.cuh"
 #include "ntk/cuda/resources.cuh"
@@ -50,6 +51,20 @@ class CudaBackendImpl final : public CudaBackend {
                        const AssemblyOptions&) override {
     std::lock_guard lock(mutex_);
     assemble_diagonal(resources_, spec, x, out);
+  }
+
+  void gemm(bool ta, bool tb, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b, double beta,
+            MatrixView<double> c) override {
+    std::lock_guard lock(mutex_);
+    cuda::gemm(resources_, ta, tb, alpha, a, b, beta, c);
+  }
+  void cholesky(MatrixView<double> a, const char* what) override {
+    std::lock_guard lock(mutex_);
+    cuda::cholesky(resources_, a, what);
+  }
+  void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override {
+    std::lock_guard lock(mutex_);
+    cuda::triangular_solve(resources_, l, b, transpose);
   }
 
  private:

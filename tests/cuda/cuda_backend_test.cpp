@@ -128,4 +128,29 @@ TEST_F(CudaBackendTest, OverBudgetIsResourceExhausted) {
   EXPECT_THROW(small->kernel(ntk::KernelSpec{}, x.view(), nullptr, {{}, k.view()}, {}), ntk::ResourceExhausted);
 }
 
+TEST_F(CudaBackendTest, LinearAlgebraMatchesCpu) {
+  const auto a = random_matrix<double>(67, 41, 5), b = random_matrix<double>(53, 41, 6);
+  ntk::Matrix<double> g(67, 53, std::nan("")), c(67, 53);
+  gpu_->gemm(false, true, 0.5, a.view(), b.view(), 0.0, g.view());
+  cpu_.gemm(false, true, 0.5, a.view(), b.view(), 0.0, c.view());
+  EXPECT_LE(max_relative_difference(g, c), 1e-13);
+  // SPD matrix a a^T + I, its factor and both triangular solves.
+  ntk::Matrix<double> spd(67, 67);
+  cpu_.gemm(false, true, 1.0, a.view(), a.view(), 0.0, spd.view());
+  for (int i = 0; i < 67; ++i) spd(i, i) += 1;
+  ntk::Matrix<double> lg = spd, lc = spd;
+  gpu_->cholesky(lg.view(), "spd");
+  cpu_.cholesky(lc.view(), "spd");
+  for (int i = 0; i < 67; ++i)
+    for (int j = 0; j <= i; ++j) EXPECT_NEAR(lg(i, j), lc(i, j), 1e-12 * std::abs(lc(i, i)));
+  for (bool transpose : {false, true}) {
+    auto rhs_g = random_matrix<double>(67, 9, 7), rhs_c = rhs_g;
+    gpu_->triangular_solve(lc.view(), rhs_g.view(), transpose);
+    cpu_.triangular_solve(lc.view(), rhs_c.view(), transpose);
+    EXPECT_LE(max_relative_difference(rhs_g, rhs_c), 1e-12) << transpose;
+  }
+  ntk::Matrix<double> indefinite(3, 3, 1.0);
+  EXPECT_THROW(gpu_->cholesky(indefinite.view(), "ones"), ntk::NumericalError);
+}
+
 }  // namespace

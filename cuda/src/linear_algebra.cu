@@ -1,0 +1,106 @@
+// Dense float64 linear algebra of the Backend interface on host matrices: upload, cuBLAS/cuSOLVER
+// (64-bit API), download. The solvers will keep their matrices resident on the device; until then
+// these serve correctness and the differential tests.
+#include <sstream>
+
+#include "linear_algebra.cuh"
+#include "ntk/cuda/errors.cuh"
+
+namespace ntk::cuda {
+namespace {
+
+DeviceBuffer upload(DeviceResources& r, ConstMatrixView<double> m, const char* what, cudaStream_t s) {
+  DeviceBuffer b = r.pool().allocate(std::size_t(m.rows * m.cols) * sizeof(double), what);
+  if (m.rows && m.cols)
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(b.as<double>(), std::size_t(m.cols) * sizeof(double), m.data,
+                                     std::size_t(m.ld) * sizeof(double), std::size_t(m.cols) * sizeof(double),
+                                     std::size_t(m.rows), cudaMemcpyHostToDevice, s));
+  return b;
+}
+
+void download(const DeviceBuffer& b, MatrixView<double> m, cudaStream_t s) {
+  if (m.rows && m.cols)
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(m.data, std::size_t(m.ld) * sizeof(double), b.as<double>(),
+                                     std::size_t(m.cols) * sizeof(double), std::size_t(m.cols) * sizeof(double),
+                                     std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+std::string shape(std::int64_t r, std::int64_t c) { return std::to_string(r) + " x " + std::to_string(c); }
+
+}  // namespace
+
+void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
+          double beta, MatrixView<double> c) {
+  const std::int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+  const std::int64_t kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+  if (k != kb || c.rows != m || c.cols != n)
+    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + " * " + shape(b.rows, b.cols) +
+                          " -> " + shape(c.rows, c.cols));
+  if (m == 0 || n == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer da = upload(r, a, "gemm operand", s), db = upload(r, b, "gemm operand", s);
+  DeviceBuffer dc = beta != 0 ? upload(r, c, "gemm result", s)
+                              : r.pool().allocate(std::size_t(m * n) * sizeof(double), "gemm result");
+  cublasHandle_t h = r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(h, s));
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+  NTK_CUBLAS_CHECK(cublasDgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m),
+                               int(k), &alpha, db.as<double>(), int(b.cols), da.as<double>(), int(a.cols), &beta,
+                               dc.as<double>(), int(n)));
+  download(dc, c, s);
+}
+
+void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
+  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+  if (a.rows == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  const std::int64_t n = a.rows;
+  DeviceBuffer d = upload(r, a, "Cholesky factor", s);
+  cusolverDnHandle_t h = r.cusolver();
+  NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  cusolverDnParams_t params = nullptr;
+  NTK_CUSOLVER_CHECK(cusolverDnCreateParams(&params));
+  struct ParamsGuard {
+    cusolverDnParams_t p;
+    ~ParamsGuard() { cusolverDnDestroyParams(p); }
+  } guard{params};
+  std::size_t device_bytes = 0, host_bytes = 0;
+  // Row-major lower == column-major upper of the same memory.
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n,
+                                                 CUDA_R_64F, &device_bytes, &host_bytes));
+  DeviceBuffer work = r.pool().allocate(std::max<std::size_t>(device_bytes, 1), "Cholesky workspace");
+  DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky info");
+  std::vector<char> host_work(std::max<std::size_t>(host_bytes, 1));
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n, CUDA_R_64F,
+                                      work.as<void>(), device_bytes, host_work.data(), host_bytes, info.as<int>()));
+  int host_info = 0;
+  NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  download(d, a, s);
+  if (host_info > 0)
+    throw NumericalError(std::string(what) + " is not positive definite (leading minor " + std::to_string(host_info) +
+                         " of " + std::to_string(n) + ")");
+  if (host_info < 0) throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
+}
+
+void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
+  if (l.rows != l.cols || b.rows != l.rows)
+    throw InvalidArgument("triangular solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
+                          shape(b.rows, b.cols));
+  if (b.rows == 0 || b.cols == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer dl = upload(r, l, "triangular factor", s), db = upload(r, b, "triangular solve right-hand side", s);
+  cublasHandle_t h = r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(h, s));
+  const double one = 1;
+  // Row-major L X = B is column-major X^T L^T = B^T, with L^T upper triangular in column-major storage.
+  NTK_CUBLAS_CHECK(cublasDtrsm(h, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER, transpose ? CUBLAS_OP_T : CUBLAS_OP_N,
+                               CUBLAS_DIAG_NON_UNIT, int(b.cols), int(b.rows), &one, dl.as<double>(), int(l.cols),
+                               db.as<double>(), int(b.cols)));
+  download(db, b, s);
+}
+
+}  // namespace ntk::cuda
