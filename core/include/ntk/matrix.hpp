@@ -48,6 +48,8 @@ class Matrix {
   const T& operator()(std::int64_t i, std::int64_t j) const {
     return data_[static_cast<std::size_t>(i * cols_ + j)];
   }
+  T* row_data(std::int64_t i) { return data_.data() + i * cols_; }
+  const T* row_data(std::int64_t i) const { return data_.data() + i * cols_; }
   MatrixView<T> view() { return {data_.data(), rows_, cols_, cols_}; }
   ConstMatrixView<T> view() const { return {data_.data(), rows_, cols_, cols_}; }
   std::vector<T>& storage() { return data_; }

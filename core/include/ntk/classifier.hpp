@@ -1,0 +1,37 @@
+#pragma once
+// Fitting and prediction of the cross-entropy NTK classifier (SPEC section 2). All algorithms reach
+// the hardware only through the Backend.
+#include <cstdint>
+#include <vector>
+
+#include "ntk/backend.hpp"
+#include "ntk/model.hpp"
+#include "ntk/newton.hpp"
+#include "ntk/targets.hpp"
+
+namespace ntk {
+
+// lambda > 0: the regularized fixed point (Newton, direct or matrix-free; automatic by N, C and memory).
+// lambda = 0: the closed form f_inf (targets must be non-degenerate: every y_ic > 0).
+// Throws InvalidArgument (bad settings or shapes), FailedPrecondition (lambda = 0 with degenerate
+// targets), NumericalError (kernel not positive definite, with the advice to set diag_reg), Cancelled.
+Model fit_classifier(Backend& backend, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
+                     const FitSettings& settings, const ProgressCallback& progress = {});
+
+// The automatic choice between the direct and the matrix-free Newton step, and why.
+SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memory_bytes);
+
+struct Prediction {
+  Matrix<double> logits;  // T x C
+  Matrix<double> probs;   // T x C
+  std::vector<std::int64_t> classes;
+};
+
+// The mean predictor for x (T x d), computed in row tiles so Theta(x, X) is never held whole.
+Prediction predict(Backend& backend, const Model& model, ConstMatrixView<double> x, std::int64_t tile_rows = 0);
+
+// Theta(x, X) or K(x, X) (NNGP) of the model's spec in its dtype, as float64.
+Matrix<double> model_kernel(Backend& backend, const Model& model, ConstMatrixView<double> x1,
+                            const ConstMatrixView<double>* x2, KernelSelection which);
+
+}  // namespace ntk

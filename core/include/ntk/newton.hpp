@@ -1,0 +1,48 @@
+#pragma once
+// The regularized cross-entropy fixed point of SPEC section 2,
+//   h = -k Theta (softmax(f0 + h) - Y),   k = 1 / (N lambda),
+// solved by damped Newton on the equivalent GP-classification posterior (prior N(0, k Theta) per class,
+// soft-target softmax likelihood). Two interchangeable step solvers: `direct` (Rasmussen & Williams,
+// GPML Algorithm 3.3: C + 1 Cholesky factorizations of N x N matrices per step) and `matrix_free`
+// (Newton-CG on the same step, touching Theta only through products with N x C blocks).
+#include <functional>
+
+#include "ntk/backend.hpp"
+#include "ntk/model.hpp"
+
+namespace ntk {
+
+// Called after every Newton step; returning false cancels the fit (ntk::Cancelled is thrown).
+using ProgressCallback = std::function<bool(const StepRecord&)>;
+
+struct FixedPointProblem {
+  ConstMatrixView<double> theta;  // N x N NTK of the training inputs (both triangles)
+  double k = 0;                   // 1 / (N lambda)
+  ConstMatrixView<double> y;      // N x C targets
+  ConstMatrixView<double> f0;     // N x C initial outputs; empty = 0 (the deterministic predictor)
+};
+
+struct NewtonOptions {
+  SolverKind solver = SolverKind::direct;  // direct or matrix_free
+  double tolerance = 1e-10;
+  int max_steps = 100;
+  int max_cg_iterations = 500;
+};
+
+// h = f(X) - f0(X) and a with h = k Theta a; at the fixed point a = Y - softmax(f0 + h).
+struct FixedPointSolution {
+  Matrix<double> h, a;
+  FitDiagnostics diagnostics;
+};
+
+// Throws InvalidArgument for inconsistent shapes, Cancelled when progress returns false, and
+// NumericalError when a factorization fails. A run that hits max_steps returns with
+// diagnostics.converged = false and says so in diagnostics.message.
+FixedPointSolution solve_fixed_point(Backend& backend, const FixedPointProblem& problem, const NewtonOptions& options,
+                                     const FixedPointSolution* warm_start = nullptr,
+                                     const ProgressCallback& progress = {});
+
+// max_ic |h + k Theta (softmax(f0 + h) - Y)|: the convergence criterion.
+double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h);
+
+}  // namespace ntk

@@ -1,0 +1,211 @@
+#include "ntk/classifier.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "ntk/errors.hpp"
+#include "ntk/logging.hpp"
+#include "ntk/sample_math.hpp"
+
+namespace ntk {
+namespace {
+
+Matrix<double> copy_of(ConstMatrixView<double> v) {
+  Matrix<double> m(v.rows, v.cols);
+  for (std::int64_t i = 0; i < v.rows; ++i) std::copy(v.row(i), v.row(i) + v.cols, m.data() + i * v.cols);
+  return m;
+}
+
+template <class T>
+Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x1,
+                         const ConstMatrixView<double>* x2, KernelSelection which) {
+  const std::int64_t n2 = x2 ? x2->rows : x1.rows;
+  Matrix<double> out(x1.rows, n2);
+  if constexpr (std::is_same_v<T, double>) {
+    KernelOutputs<double> o = which == KernelSelection::nngp ? KernelOutputs<double>{out.view(), {}}
+                                                              : KernelOutputs<double>{{}, out.view()};
+    be.kernel(spec, x1, x2, o, {});
+  } else {
+    auto narrow = [](ConstMatrixView<double> v) {
+      Matrix<float> m(v.rows, v.cols);
+      for (std::int64_t i = 0; i < v.rows; ++i)
+        for (std::int64_t j = 0; j < v.cols; ++j) m(i, j) = static_cast<float>(v(i, j));
+      return m;
+    };
+    const Matrix<float> a = narrow(x1);
+    Matrix<float> b;
+    if (x2) b = narrow(*x2);
+    const ConstMatrixView<float> bv = b.view();
+    Matrix<float> k(x1.rows, n2);
+    KernelOutputs<float> o = which == KernelSelection::nngp ? KernelOutputs<float>{k.view(), {}}
+                                                             : KernelOutputs<float>{{}, k.view()};
+    be.kernel(spec, a.view(), x2 ? &bv : nullptr, o, {});
+    for (std::size_t i = 0; i < k.size(); ++i) out.data()[i] = k.data()[i];
+  }
+  return out;
+}
+
+void check_settings(const FitSettings& s) {
+  if (!std::isfinite(s.lambda) || s.lambda < 0)
+    throw InvalidArgument("lambda must be >= 0 and finite, got " + std::to_string(s.lambda));
+  if (!std::isfinite(s.diag_reg) || s.diag_reg < 0)
+    throw InvalidArgument("diag_reg must be >= 0 and finite, got " + std::to_string(s.diag_reg));
+  if (!(s.tolerance > 0)) throw InvalidArgument("tolerance must be > 0");
+  if (s.max_newton_steps < 1) throw InvalidArgument("max_newton_steps must be >= 1");
+  if (s.max_cg_iterations < 1) throw InvalidArgument("max_cg_iterations must be >= 1");
+  if (!std::isfinite(s.time) || s.time < 0) throw InvalidArgument("time must be >= 0 and finite");
+  if (!(s.learning_rate > 0) || !std::isfinite(s.learning_rate))
+    throw InvalidArgument("learning rate must be > 0 and finite");
+}
+
+void check_inputs(ConstMatrixView<double> x, const Targets& t) {
+  if (x.rows == 0) throw InvalidArgument("no training points");
+  if (t.probabilities.rows() != x.rows)
+    throw InvalidArgument("x has " + std::to_string(x.rows) + " rows but there are " +
+                          std::to_string(t.probabilities.rows()) + " targets");
+  check_kernel_input(x, "x");
+}
+
+// Theta + diag_reg * trace(Theta)/N * I, factored; a failure names diag_reg as the remedy.
+Matrix<double> regularized_factor(Backend& be, Matrix<double> theta, double diag_reg) {
+  const std::int64_t n = theta.rows();
+  double trace = 0;
+  for (std::int64_t i = 0; i < n; ++i) trace += theta(i, i);
+  const double add = diag_reg * trace / static_cast<double>(n);
+  for (std::int64_t i = 0; i < n; ++i) theta(i, i) += add;
+  try {
+    be.cholesky(theta.view(), "the training NTK");
+  } catch (const NumericalError& e) {
+    throw NumericalError(std::string(e.what()) +
+                         "; duplicate or nearly collinear training points make it singular: set diag_reg > 0 "
+                         "(e.g. 1e-6)");
+  }
+  return theta;
+}
+
+// lambda = 0: f_inf(X) = log Y - mean_c log Y (f0 = 0), coefficients = Theta^-1 f_inf.
+void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
+  const std::int64_t n = m.targets.rows(), c = m.targets.cols();
+  m.train_logits = Matrix<double>(n, c);
+  for (std::int64_t i = 0; i < n; ++i) {
+    double mean = 0;
+    for (std::int64_t j = 0; j < c; ++j) mean += std::log(m.targets(i, j));
+    mean /= static_cast<double>(c);
+    for (std::int64_t j = 0; j < c; ++j) m.train_logits(i, j) = std::log(m.targets(i, j)) - mean;
+  }
+  m.theta_factor = regularized_factor(be, std::move(theta), m.settings.diag_reg);
+  m.coefficients = m.train_logits;
+  be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), false);
+  be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), true);
+  m.diagnostics.solver_used = SolverKind::closed_form;
+  m.diagnostics.converged = true;
+  m.diagnostics.message = "closed form (lambda = 0)";
+}
+
+}  // namespace
+
+SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memory_bytes) {
+  // The direct step holds C + 2 matrices of N x N doubles and costs about 2.3 C N^3 flops; Newton-CG
+  // costs 2 N^2 C per CG iteration. Direct wins for small N, where its exactness is also cheap.
+  const double direct_bytes = double(classes + 2) * double(n) * double(n) * 8.0;
+  if (n <= 2000 && direct_bytes <= 0.5 * double(memory_bytes)) return SolverKind::direct;
+  return SolverKind::matrix_free;
+}
+
+Matrix<double> model_kernel(Backend& be, const Model& m, ConstMatrixView<double> x1, const ConstMatrixView<double>* x2,
+                            KernelSelection which) {
+  return m.settings.dtype == ComputeType::float32 ? kernel_in<float>(be, m.spec, x1, x2, which)
+                                                  : kernel_in<double>(be, m.spec, x1, x2, which);
+}
+
+Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
+                     const FitSettings& settings, const ProgressCallback& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  spec.validate();
+  check_settings(settings);
+  check_inputs(x, targets);
+  if (settings.lambda == 0 && targets.degenerate)
+    throw FailedPrecondition(
+        "with lambda = 0 and targets that have zero probabilities (one-hot labels) the logits diverge: set "
+        "lambda > 0 or label smoothing eps > 0");
+  Model m;
+  m.spec = spec;
+  m.settings = settings;
+  m.num_classes = targets.num_classes;
+  m.x_train = copy_of(x);
+  m.targets = targets.probabilities;
+  Matrix<double> theta = model_kernel(be, m, x, nullptr, KernelSelection::ntk);
+  const std::int64_t n = x.rows;
+
+  if (settings.time > 0)
+    throw InvalidArgument("finite-time training dynamics (time > 0) are not available in this build yet");
+  if (settings.lambda == 0) {
+    fit_closed_form(be, m, std::move(theta));
+  } else {
+    NewtonOptions opt;
+    opt.solver = settings.solver == SolverKind::automatic
+                     ? choose_solver(n, targets.num_classes, std::size_t(8) << 30)
+                     : settings.solver;
+    if (opt.solver != SolverKind::direct && opt.solver != SolverKind::matrix_free)
+      throw InvalidArgument(std::string("solver ") + solver_name(settings.solver) + " does not apply to lambda > 0");
+    opt.tolerance = settings.tolerance;
+    opt.max_steps = settings.max_newton_steps;
+    opt.max_cg_iterations = settings.max_cg_iterations;
+    FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda), m.targets.view(), {}};
+    FixedPointSolution sol = solve_fixed_point(be, problem, opt, nullptr, progress);
+    m.train_logits = std::move(sol.h);
+    m.coefficients = std::move(sol.a);
+    for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] *= problem.k;
+    m.diagnostics = std::move(sol.diagnostics);
+  }
+  m.diagnostics.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return m;
+}
+
+Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::int64_t tile_rows) {
+  if (x.cols != m.x_train.cols())
+    throw InvalidArgument("test inputs have " + std::to_string(x.cols) + " features, the model was fitted on " +
+                          std::to_string(m.x_train.cols()));
+  check_kernel_input(x, "x");
+  const std::int64_t t = x.rows, n = m.x_train.rows(), c = m.num_classes;
+  // Tiles of rows so that Theta(x_tile, X) stays near 64 MiB.
+  if (tile_rows <= 0) tile_rows = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n, 1));
+  Prediction p;
+  p.logits = Matrix<double>(t, c);
+  p.probs = Matrix<double>(t, c);
+  p.classes.resize(static_cast<std::size_t>(t));
+  const ConstMatrixView<double> train = m.x_train.view();
+  for (std::int64_t r0 = 0; r0 < t; r0 += tile_rows) {
+    const std::int64_t rows = std::min(tile_rows, t - r0);
+    const Matrix<double> k = model_kernel(be, m, x.block(r0, 0, rows, x.cols), &train, KernelSelection::ntk);
+    be.gemm(false, false, 1.0, k.view(), m.coefficients.view(), 0.0, p.logits.view().block(r0, 0, rows, c));
+  }
+  for (std::int64_t i = 0; i < t; ++i) {
+    sample::softmax(p.logits.row_data(i), static_cast<int>(c), p.probs.row_data(i));
+    p.classes[static_cast<std::size_t>(i)] =
+        std::max_element(p.probs.row_data(i), p.probs.row_data(i) + c) - p.probs.row_data(i);
+  }
+  return p;
+}
+
+const char* solver_name(SolverKind kind) {
+  switch (kind) {
+    case SolverKind::automatic: return "auto";
+    case SolverKind::direct: return "direct";
+    case SolverKind::matrix_free: return "matrix_free";
+    case SolverKind::closed_form: return "closed_form";
+    case SolverKind::dynamics: return "dynamics";
+  }
+  return "?";
+}
+
+SolverKind parse_solver(std::string_view name) {
+  if (name == "auto") return SolverKind::automatic;
+  if (name == "direct") return SolverKind::direct;
+  if (name == "matrix_free" || name == "cg") return SolverKind::matrix_free;
+  throw InvalidArgument("unknown solver '" + std::string(name) + "' (known: auto, direct, matrix_free)");
+}
+
+}  // namespace ntk

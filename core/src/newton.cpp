@@ -1,0 +1,322 @@
+#include "ntk/newton.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "ntk/errors.hpp"
+#include "ntk/sample_math.hpp"
+
+namespace ntk {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct State {
+  Matrix<double> h, a;
+  Matrix<double> p;  // softmax(f0 + h)
+  double psi = 0;    // log posterior (up to a constant): -1/2 a.h + sum_i (y_i . f_i - lse(f_i))
+};
+
+// p and psi for the current h, a.
+void evaluate(const FixedPointProblem& pr, State& s) {
+  const std::int64_t n = s.h.rows(), c = s.h.cols();
+  s.p = Matrix<double>(n, c);
+  std::vector<double> f(static_cast<std::size_t>(c));
+  double psi = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    double yf = 0, ah = 0;
+    for (std::int64_t j = 0; j < c; ++j) {
+      f[j] = s.h(i, j) + (pr.f0.empty() ? 0.0 : pr.f0(i, j));
+      yf += pr.y(i, j) * f[j];
+      ah += s.a(i, j) * s.h(i, j);
+    }
+    const double lse = sample::softmax(f.data(), static_cast<int>(c), s.p.data() + i * c);
+    psi += yf - lse - 0.5 * ah;
+  }
+  s.psi = psi;
+}
+
+// out = k Theta v.
+void apply_k(Backend& be, const FixedPointProblem& pr, ConstMatrixView<double> v, Matrix<double>& out) {
+  out = Matrix<double>(v.rows, v.cols);
+  be.gemm(false, false, pr.k, pr.theta, v, 0.0, out.view());
+}
+
+double residual_of(Backend& be, const FixedPointProblem& pr, const State& s) {
+  Matrix<double> g(s.p.rows(), s.p.cols());
+  for (std::int64_t i = 0; i < g.rows(); ++i)
+    for (std::int64_t j = 0; j < g.cols(); ++j) g(i, j) = s.p(i, j) - pr.y(i, j);
+  Matrix<double> kg;
+  apply_k(be, pr, g.view(), kg);
+  double r = 0;
+  for (std::size_t i = 0; i < kg.size(); ++i) r = std::max(r, std::abs(s.h.data()[i] + kg.data()[i]));
+  return r;
+}
+
+// g = (Y - p) - a: zero at the fixed point (a = Y - p there), and K g = -(fixed-point residual).
+Matrix<double> correction_rhs(const FixedPointProblem& pr, const State& s) {
+  const std::int64_t n = s.h.rows(), c = s.h.cols();
+  Matrix<double> g(n, c);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < c; ++j) g(i, j) = pr.y(i, j) - s.p(i, j) - s.a(i, j);
+  return g;
+}
+
+// GPML Algorithm 3.3 with K_c = k Theta for every class, applied in correction form: its map
+// b -> a_new = (I + W K)^-1 b is linear, and applied to g it gives the Newton correction
+// delta_a = (I + W K)^-1 g, delta_h = K delta_a. (Applied to b = W h + Y - p it would give the new
+// point directly, but then rounding in the factors leaves an absolute error that stalls the residual
+// around 1e-9 for small lambda; the correction's error shrinks with g.) Returns a + delta_a.
+Matrix<double> direct_step(Backend& be, const FixedPointProblem& pr, const State& s) {
+  const std::int64_t n = s.h.rows(), c = s.h.cols();
+  const Matrix<double> b = correction_rhs(pr, s);
+  Matrix<double> t;
+  apply_k(be, pr, b.view(), t);  // K b
+  std::vector<Matrix<double>> factors(static_cast<std::size_t>(c));
+  std::vector<std::vector<double>> sqrt_p(static_cast<std::size_t>(c), std::vector<double>(static_cast<std::size_t>(n)));
+  Matrix<double> e_sum(n, n, 0.0);
+  for (std::int64_t k = 0; k < c; ++k) {
+    auto& sd = sqrt_p[static_cast<std::size_t>(k)];
+    for (std::int64_t i = 0; i < n; ++i) sd[i] = std::sqrt(s.p(i, k));
+    Matrix<double> bc(n, n);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j) bc(i, j) = (i == j ? 1.0 : 0.0) + sd[i] * pr.k * pr.theta(i, j) * sd[j];
+    be.cholesky(bc.view(), "I + D^1/2 K D^1/2");
+    // E_c = D^1/2 L^-T L^-1 D^1/2 = X^T X with X = L^-1 D^1/2.
+    Matrix<double> x(n, n, 0.0);
+    for (std::int64_t i = 0; i < n; ++i) x(i, i) = sd[i];
+    be.triangular_solve(bc.view(), x.view(), false);
+    be.gemm(true, false, 1.0, x.view(), x.view(), 1.0, e_sum.view());
+    factors[static_cast<std::size_t>(k)] = std::move(bc);
+  }
+  be.cholesky(e_sum.view(), "sum of E_c");
+  // E_c v = D^1/2 L^-T L^-1 D^1/2 v, for one column.
+  auto apply_e = [&](std::int64_t k, std::vector<double> v) {
+    const auto& sd = sqrt_p[static_cast<std::size_t>(k)];
+    for (std::int64_t i = 0; i < n; ++i) v[i] *= sd[i];
+    MatrixView<double> col{v.data(), n, 1, 1};
+    be.triangular_solve(factors[static_cast<std::size_t>(k)].view(), col, false);
+    be.triangular_solve(factors[static_cast<std::size_t>(k)].view(), col, true);
+    for (std::int64_t i = 0; i < n; ++i) v[i] *= sd[i];
+    return v;
+  };
+  Matrix<double> cc(n, c);
+  std::vector<double> r_sum(static_cast<std::size_t>(n), 0.0), col(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < c; ++k) {
+    for (std::int64_t i = 0; i < n; ++i) col[i] = t(i, k);
+    const auto e = apply_e(k, col);
+    for (std::int64_t i = 0; i < n; ++i) {
+      cc(i, k) = e[i];
+      r_sum[i] += e[i];
+    }
+  }
+  MatrixView<double> rs{r_sum.data(), n, 1, 1};
+  be.triangular_solve(e_sum.view(), rs, false);
+  be.triangular_solve(e_sum.view(), rs, true);
+  Matrix<double> a_new(n, c);
+  for (std::int64_t k = 0; k < c; ++k) {
+    const auto e = apply_e(k, r_sum);
+    for (std::int64_t i = 0; i < n; ++i) a_new(i, k) = s.a(i, k) + b(i, k) - cc(i, k) + e[i];
+  }
+  return a_new;
+}
+
+// Newton-CG in correction form. With g = (Y - p) - a (see correction_rhs), the Newton correction is
+//   delta_a = g - S^T z,   (I + S K S^T) z = S K g,   delta_h = K delta_a,
+// from Woodbury with W = S^T S, S = blockdiag((I - u u^T) diag(u)), u = sqrt(p_i). The system is SPD
+// with eigenvalues >= 1, Jacobi preconditioned. Solving for the correction rather than the new point
+// keeps CG's relative error relative to g, which vanishes at the solution: solving for a_new directly
+// left an error K S^T e that stalled the residual near 1e-9.
+Matrix<double> matrix_free_step(Backend& be, const FixedPointProblem& pr, const State& s, double cg_tolerance,
+                                int max_iterations, int& iterations) {
+  const std::int64_t n = s.h.rows(), c = s.h.cols();
+  const int ci = static_cast<int>(c);
+  const Matrix<double> g = correction_rhs(pr, s);
+  Matrix<double> t;
+  apply_k(be, pr, g.view(), t);
+  auto apply_s_all = [&](const Matrix<double>& v, bool transpose) {
+    Matrix<double> out(n, c);
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (transpose)
+        sample::apply_st(s.p.data() + i * c, v.data() + i * c, ci, out.data() + i * c);
+      else
+        sample::apply_s(s.p.data() + i * c, v.data() + i * c, ci, out.data() + i * c);
+    }
+    return out;
+  };
+  auto apply_op = [&](const Matrix<double>& v) {
+    Matrix<double> kv;
+    apply_k(be, pr, apply_s_all(v, true).view(), kv);
+    Matrix<double> out = apply_s_all(kv, false);
+    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] += v.data()[i];
+    return out;
+  };
+  Matrix<double> precond(n, c);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < c; ++j)
+      precond(i, j) =
+          1.0 / (1.0 + pr.k * pr.theta(i, i) * sample::sst_diagonal(s.p.data() + i * c, ci, static_cast<int>(j)));
+  const Matrix<double> rhs = apply_s_all(t, false);
+  auto dot = [](const Matrix<double>& x, const Matrix<double>& y) {
+    double d = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) d += x.data()[i] * y.data()[i];
+    return d;
+  };
+  Matrix<double> z(n, c, 0.0), r = rhs, q(n, c), dir(n, c);
+  for (std::size_t i = 0; i < q.size(); ++i) q.data()[i] = precond.data()[i] * r.data()[i];
+  dir = q;
+  double rq = dot(r, q);
+  const double rhs_norm = std::sqrt(dot(rhs, rhs));
+  iterations = 0;
+  while (rhs_norm > 0 && std::sqrt(dot(r, r)) > cg_tolerance * rhs_norm && iterations < max_iterations) {
+    const Matrix<double> ad = apply_op(dir);
+    const double alpha = rq / dot(dir, ad);
+    for (std::size_t i = 0; i < z.size(); ++i) {
+      z.data()[i] += alpha * dir.data()[i];
+      r.data()[i] -= alpha * ad.data()[i];
+      q.data()[i] = precond.data()[i] * r.data()[i];
+    }
+    const double rq_new = dot(r, q);
+    const double beta = rq_new / rq;
+    rq = rq_new;
+    for (std::size_t i = 0; i < dir.size(); ++i) dir.data()[i] = q.data()[i] + beta * dir.data()[i];
+    ++iterations;
+  }
+  const Matrix<double> stz = apply_s_all(z, true);
+  Matrix<double> a_new(n, c);
+  for (std::size_t i = 0; i < a_new.size(); ++i) a_new.data()[i] = s.a.data()[i] + g.data()[i] - stz.data()[i];
+  return a_new;
+}
+
+void check_problem(const FixedPointProblem& pr) {
+  const std::int64_t n = pr.y.rows;
+  if (n == 0) throw InvalidArgument("no training points");
+  if (pr.theta.rows != n || pr.theta.cols != n)
+    throw InvalidArgument("kernel is " + std::to_string(pr.theta.rows) + " x " + std::to_string(pr.theta.cols) +
+                          ", expected " + std::to_string(n) + " x " + std::to_string(n));
+  if (!pr.f0.empty() && (pr.f0.rows != n || pr.f0.cols != pr.y.cols))
+    throw InvalidArgument("initial outputs f0 have the wrong shape");
+  if (!(pr.k > 0) || !std::isfinite(pr.k)) throw InvalidArgument("k = 1/(N lambda) must be positive and finite");
+}
+
+}  // namespace
+
+double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h) {
+  check_problem(problem);
+  State s;
+  s.h = Matrix<double>(h.rows, h.cols);
+  for (std::int64_t i = 0; i < h.rows; ++i)
+    for (std::int64_t j = 0; j < h.cols; ++j) s.h(i, j) = h(i, j);
+  s.a = Matrix<double>(h.rows, h.cols, 0.0);
+  evaluate(problem, s);
+  return residual_of(backend, problem, s);
+}
+
+FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, const NewtonOptions& options,
+                                     const FixedPointSolution* warm, const ProgressCallback& progress) {
+  check_problem(pr);
+  if (options.solver != SolverKind::direct && options.solver != SolverKind::matrix_free)
+    throw InvalidArgument("Newton step solver must be direct or matrix_free");
+  const auto start = Clock::now();
+  const std::int64_t n = pr.y.rows, c = pr.y.cols;
+  State s;
+  if (warm) {
+    if (warm->h.rows() != n || warm->h.cols() != c || warm->a.rows() != n || warm->a.cols() != c)
+      throw InvalidArgument("warm start has the wrong shape");
+    s.h = warm->h;
+    s.a = warm->a;
+  } else {
+    s.h = Matrix<double>(n, c, 0.0);
+    s.a = Matrix<double>(n, c, 0.0);
+  }
+  evaluate(pr, s);
+  FixedPointSolution out;
+  FitDiagnostics& d = out.diagnostics;
+  d.solver_used = options.solver;
+  d.residual = residual_of(be, pr, s);
+  d.objective = -s.psi / static_cast<double>(n);
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+
+  // Rounding in softmax(f) - Y is amplified by k Theta, so the residual has a floor near
+  // eps * ||k Theta||_inf that may exceed the tolerance for tiny lambda: stop when it stagnates.
+  double theta_norm = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    double row = 0;
+    for (std::int64_t j = 0; j < n; ++j) row += std::abs(pr.theta(i, j));
+    theta_norm = std::max(theta_norm, row);
+  }
+  const double floor_estimate = 2.2e-16 * pr.k * theta_norm;
+  double best = d.residual;
+  int stagnant = 0;
+  while (d.residual > options.tolerance && d.steps < options.max_steps) {
+    int cg_iterations = 0;
+    Matrix<double> a_new;
+    if (options.solver == SolverKind::direct) {
+      a_new = direct_step(be, pr, s);
+    } else {
+      // Inexact Newton (Eisenstat-Walker style forcing term): loose far from the solution, tight near it.
+      const double cg_tol = std::clamp(1e-3 * d.residual, 1e-12, 1e-4);
+      a_new = matrix_free_step(be, pr, s, cg_tol, options.max_cg_iterations, cg_iterations);
+    }
+    Matrix<double> h_new;
+    apply_k(be, pr, a_new.view(), h_new);
+    // Backtracking on the objective along the Newton direction (h and a move together, h = k Theta a).
+    State trial;
+    double step = 1;
+    bool accepted = false;
+    for (int tries = 0; tries < 40; ++tries, step *= 0.5) {
+      trial.h = Matrix<double>(n, c);
+      trial.a = Matrix<double>(n, c);
+      for (std::size_t i = 0; i < trial.h.size(); ++i) {
+        trial.h.data()[i] = s.h.data()[i] + step * (h_new.data()[i] - s.h.data()[i]);
+        trial.a.data()[i] = s.a.data()[i] + step * (a_new.data()[i] - s.a.data()[i]);
+      }
+      evaluate(pr, trial);
+      if (trial.psi >= s.psi - 1e-13 * (1 + std::abs(s.psi))) {
+        accepted = true;
+        break;
+      }
+    }
+    if (!accepted) {
+      d.message = "line search found no decrease of the objective";
+      break;
+    }
+    s = std::move(trial);
+    ++d.steps;
+    d.cg_iterations += cg_iterations;
+    d.residual = residual_of(be, pr, s);
+    d.objective = -s.psi / static_cast<double>(n);
+    StepRecord rec{d.steps, d.residual, d.objective, cg_iterations, step, elapsed()};
+    d.history.push_back(rec);
+    if (progress && !progress(rec)) throw Cancelled("fit cancelled after Newton step " + std::to_string(d.steps));
+    if (d.residual < 0.5 * best) {
+      best = d.residual;
+      stagnant = 0;
+    } else if (++stagnant >= 4 && d.residual < 1e3 * floor_estimate) {
+      std::ostringstream os;
+      os.precision(2);
+      os << "stagnated at the rounding floor ~" << floor_estimate << " = eps * ||k Theta||_inf; the tolerance is "
+         << "below what float64 resolves at this lambda";
+      d.message = os.str();
+      break;
+    }
+  }
+  d.converged = d.residual <= options.tolerance;
+  d.seconds = elapsed();
+  std::ostringstream os;
+  os.precision(3);
+  if (d.converged)
+    os << "converged: residual " << d.residual << " <= tolerance " << options.tolerance << " after " << d.steps
+       << " Newton steps";
+  else
+    os << "NOT converged: residual " << d.residual << " > tolerance " << options.tolerance << " after " << d.steps
+       << " Newton steps" << (d.message.empty() ? " (step limit)" : " (" + d.message + ")");
+  d.message = os.str();
+  out.h = std::move(s.h);
+  out.a = std::move(s.a);
+  return out;
+}
+
+}  // namespace ntk
