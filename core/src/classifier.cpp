@@ -85,18 +85,22 @@ Matrix<double> regularized_factor(Backend& be, Matrix<double> theta, double diag
   return theta;
 }
 
-// lambda = 0: f_inf(X) = log Y - mean_c log Y (f0 = 0), coefficients = Theta^-1 f_inf.
+// lambda = 0: f_inf(X) = log Y + c 1^T with c_i = mean_c (f0_ic - log y_ic) (gradient flow keeps each
+// sample's class sum), coefficients = Theta^-1 (f_inf(X) - f0(X)).
 void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
   const std::int64_t n = m.targets.rows(), c = m.targets.cols();
+  const bool has_f0 = m.f0_train.size() > 0;
   m.train_logits = Matrix<double>(n, c);
   for (std::int64_t i = 0; i < n; ++i) {
-    double mean = 0;
-    for (std::int64_t j = 0; j < c; ++j) mean += std::log(m.targets(i, j));
-    mean /= static_cast<double>(c);
-    for (std::int64_t j = 0; j < c; ++j) m.train_logits(i, j) = std::log(m.targets(i, j)) - mean;
+    double shift = 0;
+    for (std::int64_t j = 0; j < c; ++j) shift += (has_f0 ? m.f0_train(i, j) : 0.0) - std::log(m.targets(i, j));
+    shift /= static_cast<double>(c);
+    for (std::int64_t j = 0; j < c; ++j) m.train_logits(i, j) = std::log(m.targets(i, j)) + shift;
   }
   m.theta_factor = regularized_factor(be, std::move(theta), m.settings.diag_reg);
   m.coefficients = m.train_logits;
+  if (has_f0)
+    for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] -= m.f0_train.data()[i];
   be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), false);
   be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), true);
   m.diagnostics.solver_used = SolverKind::closed_form;
@@ -121,7 +125,7 @@ Matrix<double> model_kernel(Backend& be, const Model& m, ConstMatrixView<double>
 }
 
 Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
-                     const FitSettings& settings, const ProgressCallback& progress) {
+                     const FitSettings& settings, const ProgressCallback& progress, ConstMatrixView<double> f0) {
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   check_settings(settings);
@@ -136,6 +140,13 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   m.num_classes = targets.num_classes;
   m.x_train = copy_of(x);
   m.targets = targets.probabilities;
+  if (!f0.empty()) {
+    if (f0.rows != x.rows || f0.cols != targets.num_classes)
+      throw InvalidArgument("initial outputs f0 are " + std::to_string(f0.rows) + " x " + std::to_string(f0.cols) +
+                            ", expected " + std::to_string(x.rows) + " x " + std::to_string(targets.num_classes));
+    check_kernel_input(f0, "f0");
+    m.f0_train = copy_of(f0);
+  }
   Matrix<double> theta = model_kernel(be, m, x, nullptr, KernelSelection::ntk);
   const std::int64_t n = x.rows;
 
@@ -153,9 +164,13 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
     opt.tolerance = settings.tolerance;
     opt.max_steps = settings.max_newton_steps;
     opt.max_cg_iterations = settings.max_cg_iterations;
-    FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda), m.targets.view(), {}};
+    FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda), m.targets.view(),
+                              m.f0_train.view()};
+    if (m.f0_train.size() == 0) problem.f0 = {};
     FixedPointSolution sol = solve_fixed_point(be, problem, opt, nullptr, progress);
     m.train_logits = std::move(sol.h);
+    if (m.f0_train.size())
+      for (std::size_t i = 0; i < m.train_logits.size(); ++i) m.train_logits.data()[i] += m.f0_train.data()[i];
     m.coefficients = std::move(sol.a);
     for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] *= problem.k;
     m.diagnostics = std::move(sol.diagnostics);
@@ -164,11 +179,24 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   return m;
 }
 
-Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::int64_t tile_rows) {
+Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::int64_t tile_rows,
+                   ConstMatrixView<double> f0) {
   if (x.cols != m.x_train.cols())
     throw InvalidArgument("test inputs have " + std::to_string(x.cols) + " features, the model was fitted on " +
                           std::to_string(m.x_train.cols()));
   check_kernel_input(x, "x");
+  const bool model_has_f0 = m.f0_train.size() > 0;
+  if (model_has_f0 && f0.empty())
+    throw InvalidArgument("this model was fitted with initial outputs f0: pass f0 for the test points too");
+  if (!model_has_f0 && !f0.empty())
+    throw InvalidArgument("this model was fitted with f0 = 0 (the deterministic predictor): do not pass f0");
+  if (!f0.empty()) {
+    if (f0.rows != x.rows || f0.cols != m.num_classes)
+      throw InvalidArgument("test initial outputs f0 are " + std::to_string(f0.rows) + " x " +
+                            std::to_string(f0.cols) + ", expected " + std::to_string(x.rows) + " x " +
+                            std::to_string(m.num_classes));
+    check_kernel_input(f0, "f0");
+  }
   const std::int64_t t = x.rows, n = m.x_train.rows(), c = m.num_classes;
   // Tiles of rows so that Theta(x_tile, X) stays near 64 MiB.
   if (tile_rows <= 0) tile_rows = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n, 1));
@@ -180,7 +208,10 @@ Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::
   for (std::int64_t r0 = 0; r0 < t; r0 += tile_rows) {
     const std::int64_t rows = std::min(tile_rows, t - r0);
     const Matrix<double> k = model_kernel(be, m, x.block(r0, 0, rows, x.cols), &train, KernelSelection::ntk);
-    be.gemm(false, false, 1.0, k.view(), m.coefficients.view(), 0.0, p.logits.view().block(r0, 0, rows, c));
+    MatrixView<double> out = p.logits.view().block(r0, 0, rows, c);
+    if (!f0.empty())
+      for (std::int64_t i = 0; i < rows; ++i) std::copy(f0.row(r0 + i), f0.row(r0 + i) + c, out.row(i));
+    be.gemm(false, false, 1.0, k.view(), m.coefficients.view(), f0.empty() ? 0.0 : 1.0, out);
   }
   for (std::int64_t i = 0; i < t; ++i) {
     sample::softmax(p.logits.row_data(i), static_cast<int>(c), p.probs.row_data(i));

@@ -40,6 +40,7 @@ enum SectionTag : std::uint32_t {
   kCoefficientsTag = 18,
   kTrainLogitsTag = 19,
   kThetaFactorTag = 20,
+  kF0TrainTag = 21,
 };
 
 struct SectionInfo {
@@ -56,6 +57,7 @@ constexpr SectionInfo kSections[] = {
     {kCoefficientsTag, "coefficients"},
     {kTrainLogitsTag, "train_logits"},
     {kThetaFactorTag, "theta_factor"},
+    {kF0TrainTag, "f0_train"},
 };
 
 // The bytes of one history record in version 1; later writers may make records longer (appending
@@ -369,13 +371,14 @@ void encode_model(const Model& m, Sink& sink) {
   e.matrix(kCoefficientsTag, m.coefficients);
   e.matrix(kTrainLogitsTag, m.train_logits);
   e.matrix(kThetaFactorTag, m.theta_factor);
+  e.matrix(kF0TrainTag, m.f0_train);
   e.trailer();
 }
 
 std::size_t encoded_size_hint(const Model& m) {
   return 4096 + m.diagnostics.history.size() * kStepRecordBytes + m.diagnostics.message.size() +
          8 * (m.x_train.size() + m.targets.size() + m.coefficients.size() + m.train_logits.size() +
-              m.theta_factor.size());
+              m.theta_factor.size() + m.f0_train.size());
 }
 
 // ---- Reading ----------------------------------------------------------------------------------------
@@ -543,6 +546,9 @@ Model read_version_1(std::span<const std::uint8_t> bytes, const std::string& wha
         case kThetaFactorTag:
           m.theta_factor = decode_matrix(r);
           break;
+        case kF0TrainTag:
+          m.f0_train = decode_matrix(r);
+          break;
         default:
           break;
       }
@@ -603,6 +609,9 @@ void check_model(const Model& m, const std::string& what) {
   expect(m.train_logits, "train_logits", n, c, "x_train rows x num_classes");
   if (m.theta_factor.rows() != 0 || m.theta_factor.cols() != 0)
     expect(m.theta_factor, "theta_factor", n, n, "x_train rows squared, or 0 x 0 when none was kept");
+  if (m.f0_train.rows() != 0 || m.f0_train.cols() != 0)
+    expect(m.f0_train, "f0_train", n, c, "x_train rows x num_classes, or 0 x 0 for f0 = 0");
+  check_finite(m.f0_train, "f0_train", what, false);
   check_finite(m.x_train, "x_train", what, false);
   check_finite(m.targets, "targets", what, false);
   check_finite(m.coefficients, "coefficients", what, false);

@@ -74,51 +74,25 @@ Matrix<double> direct_step(Backend& be, const FixedPointProblem& pr, const State
   const Matrix<double> b = correction_rhs(pr, s);
   Matrix<double> t;
   apply_k(be, pr, b.view(), t);  // K b
-  std::vector<Matrix<double>> factors(static_cast<std::size_t>(c));
-  std::vector<std::vector<double>> sqrt_p(static_cast<std::size_t>(c), std::vector<double>(static_cast<std::size_t>(n)));
-  Matrix<double> e_sum(n, n, 0.0);
+  const LaplaceFactors f = laplace_factors(be, pr.theta, pr.k, s.p);
+  // c_c = E_c (K b)_c; a_new = b - c + E R M^-T M^-1 R^T c.
+  Matrix<double> cc = t;
+  Matrix<double> r_sum(n, 1, 0.0);
   for (std::int64_t k = 0; k < c; ++k) {
-    auto& sd = sqrt_p[static_cast<std::size_t>(k)];
-    for (std::int64_t i = 0; i < n; ++i) sd[i] = std::sqrt(s.p(i, k));
-    Matrix<double> bc(n, n);
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < n; ++j) bc(i, j) = (i == j ? 1.0 : 0.0) + sd[i] * pr.k * pr.theta(i, j) * sd[j];
-    be.cholesky(bc.view(), "I + D^1/2 K D^1/2");
-    // E_c = D^1/2 L^-T L^-1 D^1/2 = X^T X with X = L^-1 D^1/2.
-    Matrix<double> x(n, n, 0.0);
-    for (std::int64_t i = 0; i < n; ++i) x(i, i) = sd[i];
-    be.triangular_solve(bc.view(), x.view(), false);
-    be.gemm(true, false, 1.0, x.view(), x.view(), 1.0, e_sum.view());
-    factors[static_cast<std::size_t>(k)] = std::move(bc);
-  }
-  be.cholesky(e_sum.view(), "sum of E_c");
-  // E_c v = D^1/2 L^-T L^-1 D^1/2 v, for one column.
-  auto apply_e = [&](std::int64_t k, std::vector<double> v) {
-    const auto& sd = sqrt_p[static_cast<std::size_t>(k)];
-    for (std::int64_t i = 0; i < n; ++i) v[i] *= sd[i];
-    MatrixView<double> col{v.data(), n, 1, 1};
-    be.triangular_solve(factors[static_cast<std::size_t>(k)].view(), col, false);
-    be.triangular_solve(factors[static_cast<std::size_t>(k)].view(), col, true);
-    for (std::int64_t i = 0; i < n; ++i) v[i] *= sd[i];
-    return v;
-  };
-  Matrix<double> cc(n, c);
-  std::vector<double> r_sum(static_cast<std::size_t>(n), 0.0), col(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < c; ++k) {
-    for (std::int64_t i = 0; i < n; ++i) col[i] = t(i, k);
-    const auto e = apply_e(k, col);
+    Matrix<double> col(n, 1);
+    for (std::int64_t i = 0; i < n; ++i) col(i, 0) = t(i, k);
+    apply_e(be, f, static_cast<std::size_t>(k), col.view());
     for (std::int64_t i = 0; i < n; ++i) {
-      cc(i, k) = e[i];
-      r_sum[i] += e[i];
+      cc(i, k) = col(i, 0);
+      r_sum(i, 0) += col(i, 0);
     }
   }
-  MatrixView<double> rs{r_sum.data(), n, 1, 1};
-  be.triangular_solve(e_sum.view(), rs, false);
-  be.triangular_solve(e_sum.view(), rs, true);
+  apply_m_inverse(be, f, r_sum.view());
   Matrix<double> a_new(n, c);
   for (std::int64_t k = 0; k < c; ++k) {
-    const auto e = apply_e(k, r_sum);
-    for (std::int64_t i = 0; i < n; ++i) a_new(i, k) = s.a(i, k) + b(i, k) - cc(i, k) + e[i];
+    Matrix<double> e = r_sum;
+    apply_e(be, f, static_cast<std::size_t>(k), e.view());
+    for (std::int64_t i = 0; i < n; ++i) a_new(i, k) = s.a(i, k) + b(i, k) - cc(i, k) + e(i, 0);
   }
   return a_new;
 }
@@ -202,6 +176,45 @@ void check_problem(const FixedPointProblem& pr) {
 }
 
 }  // namespace
+
+LaplaceFactors laplace_factors(Backend& be, ConstMatrixView<double> theta, double k, const Matrix<double>& p) {
+  const std::int64_t n = p.rows(), c = p.cols();
+  LaplaceFactors f;
+  f.l.resize(static_cast<std::size_t>(c));
+  f.sqrt_p.assign(static_cast<std::size_t>(c), std::vector<double>(static_cast<std::size_t>(n)));
+  f.m = Matrix<double>(n, n, 0.0);
+  for (std::int64_t j = 0; j < c; ++j) {
+    auto& sd = f.sqrt_p[static_cast<std::size_t>(j)];
+    for (std::int64_t i = 0; i < n; ++i) sd[i] = std::sqrt(p(i, j));
+    Matrix<double> b(n, n);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < n; ++q) b(i, q) = (i == q ? 1.0 : 0.0) + sd[i] * k * theta(i, q) * sd[q];
+    be.cholesky(b.view(), "I + D^1/2 K D^1/2");
+    // E_c = X^T X with X = L^-1 D^1/2.
+    Matrix<double> x(n, n, 0.0);
+    for (std::int64_t i = 0; i < n; ++i) x(i, i) = sd[i];
+    be.triangular_solve(b.view(), x.view(), false);
+    be.gemm(true, false, 1.0, x.view(), x.view(), 1.0, f.m.view());
+    f.l[static_cast<std::size_t>(j)] = std::move(b);
+  }
+  be.cholesky(f.m.view(), "sum of E_c");
+  return f;
+}
+
+void apply_e(Backend& be, const LaplaceFactors& f, std::size_t c, MatrixView<double> v) {
+  const auto& sd = f.sqrt_p[c];
+  for (std::int64_t i = 0; i < v.rows; ++i)
+    for (std::int64_t j = 0; j < v.cols; ++j) v(i, j) *= sd[static_cast<std::size_t>(i)];
+  be.triangular_solve(f.l[c].view(), v, false);
+  be.triangular_solve(f.l[c].view(), v, true);
+  for (std::int64_t i = 0; i < v.rows; ++i)
+    for (std::int64_t j = 0; j < v.cols; ++j) v(i, j) *= sd[static_cast<std::size_t>(i)];
+}
+
+void apply_m_inverse(Backend& be, const LaplaceFactors& f, MatrixView<double> v) {
+  be.triangular_solve(f.m.view(), v, false);
+  be.triangular_solve(f.m.view(), v, true);
+}
 
 double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h) {
   check_problem(problem);

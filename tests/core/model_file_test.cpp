@@ -103,6 +103,8 @@ ntk::Model make_model(std::uint64_t seed, const ModelOptions& o = {}) {
   if (o.factor) {
     m.theta_factor = ntk::Matrix<double>(o.n, o.n);
     fill(m.theta_factor, rng);
+    m.f0_train = ntk::Matrix<double>(o.n, o.c);  // the variants with a factor also carry f0
+    fill(m.f0_train, rng);
   }
   return m;
 }
@@ -180,6 +182,7 @@ void expect_same_model(const ntk::Model& a, const ntk::Model& b) {
   expect_same_matrix(a.coefficients, b.coefficients, "coefficients");
   expect_same_matrix(a.train_logits, b.train_logits, "train_logits");
   expect_same_matrix(a.theta_factor, b.theta_factor, "theta_factor");
+  expect_same_matrix(a.f0_train, b.f0_train, "f0_train");
 }
 
 // ---- Hand-made files: an independent (bitwise) CRC and a section splitter ----
@@ -381,7 +384,7 @@ TEST_F(ModelFileTest, LayoutMatchesTheDocumentedOffsets) {
   auto sections = split(file);
   std::vector<std::uint32_t> tags;
   for (const auto& s : sections) tags.push_back(s.tag);
-  EXPECT_EQ(tags, (std::vector<std::uint32_t>{1, 2, 3, 4, 16, 17, 18, 19, 20}));
+  EXPECT_EQ(tags, (std::vector<std::uint32_t>{1, 2, 3, 4, 16, 17, 18, 19, 20, 21}));
 
   const Bytes& spec = find(sections, 1)->payload;
   const std::size_t name_len = m.spec.activation.custom_name.size();
@@ -553,7 +556,7 @@ TEST_F(ModelFileTest, RejectsInconsistentContentByName) {
   EXPECT_CONTAINS(error_of(assemble(missing)), "no section 'spec'");
   auto twice = good;
   twice.push_back(good.back());
-  EXPECT_CONTAINS(error_of(assemble(twice)), "section 'theta_factor' twice");
+  EXPECT_CONTAINS(error_of(assemble(twice)), "section 'f0_train' twice");
   auto bad_activation = good;
   std::uint32_t code = 99;
   std::memcpy(&find(bad_activation, 1)->payload[4 + 8 + 8 + 9 + 9], &code, 4);

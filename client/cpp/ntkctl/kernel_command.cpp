@@ -1,14 +1,12 @@
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 
 #include "ntk/backend.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/npy.hpp"
 #include "ntkctl/arch_flags.hpp"
 #include "ntkctl/commands.hpp"
+#include "ntkctl/io.hpp"
 
 namespace ntkctl {
 
@@ -19,37 +17,13 @@ const char* const kKernelHelp =
 
 namespace {
 
-void check_output_path(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path p(path);
-  if (p.filename().empty()) throw ntk::InvalidArgument("--out '" + path + "' names a directory, not a file");
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw ntk::InvalidArgument("--out '" + path + "': directory '" + dir.string() + "' does not exist");
-  if (access(dir.c_str(), W_OK) != 0)
-    throw ntk::InvalidArgument("--out '" + path + "': directory '" + dir.string() + "' is not writable");
-  if (fs::is_directory(p, ec)) throw ntk::InvalidArgument("--out '" + path + "' is a directory");
-}
-
-template <class T>
-ntk::Matrix<T> load_input(const std::string& flag, const std::string& path) {
-  ntk::NpyArray array;
-  try {
-    array = ntk::read_npy(path);
-  } catch (const ntk::Error& e) {
-    throw ntk::Error(e.code(), "--" + flag + ": " + e.what());
-  }
-  return ntk::npy_to_matrix<T>(array, "--" + flag + " '" + path + "'");
-}
-
 template <class T>
 int compute(const Architecture& arch, const std::string& x1_path, const std::optional<std::string>& x2_path,
             ntk::KernelSelection which, bool diagonal, const std::string& out, ntk::Backend& backend,
             const ntk::AssemblyOptions& options) {
-  const ntk::Matrix<T> x1 = load_input<T>("x1", x1_path);
+  const ntk::Matrix<T> x1 = load_matrix<T>("x1", x1_path);
   ntk::Matrix<T> x2;
-  if (x2_path) x2 = load_input<T>("x2", *x2_path);
+  if (x2_path) x2 = load_matrix<T>("x2", *x2_path);
   const auto start = std::chrono::steady_clock::now();
   ntk::Matrix<T> result;
   try {
@@ -112,7 +86,7 @@ int run_kernel(Args& args) {
   args.reject_unused();
   if (kernel != "ntk" && kernel != "nngp") throw ntk::InvalidArgument("--kernel must be ntk or nngp, got '" + kernel + "'");
   if (diagonal && x2) throw ntk::InvalidArgument("--diagonal takes --x1 only (K(x, x) for each row)");
-  check_output_path(out);
+  check_output_file("out", out);
   const auto which = kernel == "nngp" ? ntk::KernelSelection::nngp : ntk::KernelSelection::ntk;
   auto backend = ntk::make_backend(backend_name, backend_options);
   if (arch.dtype == ComputeDType::float32)

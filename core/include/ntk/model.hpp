@@ -59,10 +59,13 @@ struct Model {
   std::int64_t num_classes = 0;
   Matrix<double> x_train;   // N x d
   Matrix<double> targets;   // N x C probability rows
-  // Predictor: f(x*) = Theta(x*, X) coefficients   (N x C). For lambda > 0 coefficients = -A with
-  // A = k (softmax f(X) - Y); for lambda = 0 coefficients = Theta^-1 (f_inf(X) - f0(X)) with f0 = 0.
+  // Predictor: f(x*) = f0(x*) + Theta(x*, X) coefficients (N x C). For lambda > 0 coefficients = -A
+  // with A = k (softmax f(X) - Y); for lambda = 0 coefficients = Theta^-1 (f_inf(X) - f0(X)).
   Matrix<double> coefficients;
-  Matrix<double> train_logits;  // f(X), N x C
+  Matrix<double> train_logits;  // f(X), N x C (including f0)
+  // The network's initial outputs f0(X) the fit used (N x C), or 0 x 0 for the deterministic predictor
+  // f0 = 0. A model fitted with f0 predicts only with the matching f0(x*) of the test points.
+  Matrix<double> f0_train;
   // Lower Cholesky factor of the matrix the variance formulas need (Theta (+ diag_reg) for lambda = 0;
   // empty when none was kept). Row-major N x N, lower triangle valid.
   Matrix<double> theta_factor;

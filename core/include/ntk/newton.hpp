@@ -6,6 +6,7 @@
 // GPML Algorithm 3.3: C + 1 Cholesky factorizations of N x N matrices per step) and `matrix_free`
 // (Newton-CG on the same step, touching Theta only through products with N x C blocks).
 #include <functional>
+#include <vector>
 
 #include "ntk/backend.hpp"
 #include "ntk/model.hpp"
@@ -41,6 +42,21 @@ struct FixedPointSolution {
 FixedPointSolution solve_fixed_point(Backend& backend, const FixedPointProblem& problem, const NewtonOptions& options,
                                      const FixedPointSolution* warm_start = nullptr,
                                      const ProgressCallback& progress = {});
+
+// The factors of GPML Algorithm 3.3 at probabilities p (N x C), with K = k Theta for every class:
+// L_c = chol(I + D_c^1/2 K D_c^1/2), E_c = D_c^1/2 L_c^-T L_c^-1 D_c^1/2, M = chol(sum_c E_c). They
+// represent (K + W^-1)^-1 = E - E R M^-T M^-1 R^T E (E = blockdiag E_c, R = stacked identities), which
+// both the direct Newton step and the linearized uncertainty apply.
+struct LaplaceFactors {
+  std::vector<Matrix<double>> l;
+  std::vector<std::vector<double>> sqrt_p;
+  Matrix<double> m;
+};
+LaplaceFactors laplace_factors(Backend& backend, ConstMatrixView<double> theta, double k, const Matrix<double>& p);
+// v (N x m) <- E_c v.
+void apply_e(Backend& backend, const LaplaceFactors& f, std::size_t c, MatrixView<double> v);
+// v (N x m) <- M^-T M^-1 v.
+void apply_m_inverse(Backend& backend, const LaplaceFactors& f, MatrixView<double> v);
 
 // max_ic |h + k Theta (softmax(f0 + h) - Y)|: the convergence criterion.
 double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h);

@@ -1,0 +1,367 @@
+#include "ntk/uncertainty.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "ntk/classifier.hpp"
+#include "ntk/errors.hpp"
+#include "ntk/newton.hpp"
+#include "ntk/sample_math.hpp"
+
+namespace ntk {
+namespace {
+
+// A well-mixed 64-bit seed for stream (a, b): reproducible whatever the batching of test points.
+std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ a) ^ b);
+}
+
+double entropy(const double* p, int c) {
+  double h = 0;
+  for (int k = 0; k < c; ++k)
+    if (p[k] > 0) h -= p[k] * std::log(p[k]);
+  return h;
+}
+
+// Lower factor L with L L^T = a for a symmetric positive semi-definite C x C matrix: pivots that
+// rounding leaves at or below zero (a rank-deficient covariance, e.g. the class-centred exact one)
+// give zero columns instead of a failure.
+void psd_factor(const double* a, int n, double* l) {
+  std::fill(l, l + n * n, 0.0);
+  double scale = 0;
+  for (int i = 0; i < n; ++i) scale = std::max(scale, std::abs(a[i * n + i]));
+  const double tol = 1e-13 * scale;
+  for (int j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (int k = 0; k < j; ++k) d -= l[j * n + k] * l[j * n + k];
+    if (d <= tol) continue;
+    const double ljj = std::sqrt(d);
+    l[j * n + j] = ljj;
+    for (int i = j + 1; i < n; ++i) {
+      double s = a[i * n + j];
+      for (int k = 0; k < j; ++k) s -= l[i * n + k] * l[j * n + k];
+      l[i * n + j] = s / ljj;
+    }
+  }
+}
+
+Matrix<double> nngp_diagonal(Backend& be, const Model& m, ConstMatrixView<double> x) {
+  Matrix<double> out(x.rows, 1);
+  if (m.settings.dtype == ComputeType::float32) {
+    Matrix<float> xf(x.rows, x.cols);
+    for (std::int64_t i = 0; i < x.rows; ++i)
+      for (std::int64_t j = 0; j < x.cols; ++j) xf(i, j) = static_cast<float>(x(i, j));
+    std::vector<float> d(static_cast<std::size_t>(x.rows));
+    be.kernel_diagonal(m.spec, xf.view(), {std::span<float>(d), {}}, {});
+    for (std::int64_t i = 0; i < x.rows; ++i) out(i, 0) = d[static_cast<std::size_t>(i)];
+  } else {
+    be.kernel_diagonal(m.spec, x, {std::span<double>(out.data(), out.size()), {}}, {});
+  }
+  return out;
+}
+
+double column_dot(const Matrix<double>& a, const Matrix<double>& b, std::int64_t col) {
+  double s = 0;
+  for (std::int64_t n = 0; n < a.rows(); ++n) s += a(n, col) * b(n, col);
+  return s;
+}
+
+struct Shared {
+  Matrix<double> k_xx;  // NNGP of the training inputs
+  LaplaceFactors factors;
+  double k = 0;
+};
+
+// Fills rows [r0, r0 + t) of the result's covariance (Gaussian modes).
+void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMatrixView<double> xb, std::int64_t r0,
+                         UncertaintyResult& out) {
+  const std::int64_t t = xb.rows, n = m.x_train.rows(), c = m.num_classes;
+  const ConstMatrixView<double> train = m.x_train.view();
+  const Matrix<double> theta_xs = model_kernel(be, m, train, &xb, KernelSelection::ntk);   // N x t
+  const Matrix<double> k_xs = model_kernel(be, m, train, &xb, KernelSelection::nngp);      // N x t
+  const Matrix<double> k_ss = nngp_diagonal(be, m, xb);
+  if (m.settings.lambda == 0) {
+    Matrix<double> v = theta_xs;  // Theta^-1 Theta_X*
+    be.triangular_solve(m.theta_factor.view(), v.view(), false);
+    be.triangular_solve(m.theta_factor.view(), v.view(), true);
+    Matrix<double> kv(n, t);
+    be.gemm(false, false, 1.0, sh.k_xx.view(), v.view(), 0.0, kv.view());
+    for (std::int64_t i = 0; i < t; ++i) {
+      const double sigma = std::max(0.0, k_ss(i, 0) + column_dot(v, kv, i) - 2 * column_dot(v, k_xs, i));
+      double* cov = out.covariance.row_data(r0 + i);
+      for (std::int64_t a = 0; a < c; ++a)
+        for (std::int64_t b = 0; b < c; ++b) cov[a * c + b] = sigma * ((a == b ? 1.0 : 0.0) - 1.0 / double(c));
+    }
+    return;
+  }
+  Matrix<double> u = theta_xs;
+  for (auto& e : u.storage()) e *= sh.k;
+  std::vector<Matrix<double>> z(static_cast<std::size_t>(c)), y(static_cast<std::size_t>(c));
+  for (std::int64_t a = 0; a < c; ++a) {
+    z[a] = u;
+    apply_e(be, sh.factors, static_cast<std::size_t>(a), z[a].view());
+    y[a] = z[a];
+    apply_m_inverse(be, sh.factors, y[a].view());
+  }
+  // v[a][b] = delta_ab Z_a - E_b Y_a: block b of the columns of G^T for class a.
+  std::vector<std::vector<Matrix<double>>> v(static_cast<std::size_t>(c)), kv(static_cast<std::size_t>(c));
+  for (std::int64_t a = 0; a < c; ++a) {
+    v[a].resize(static_cast<std::size_t>(c));
+    kv[a].resize(static_cast<std::size_t>(c));
+    for (std::int64_t b = 0; b < c; ++b) {
+      Matrix<double> e = y[a];
+      apply_e(be, sh.factors, static_cast<std::size_t>(b), e.view());
+      for (std::size_t q = 0; q < e.size(); ++q) e.data()[q] = (a == b ? z[a].data()[q] : 0.0) - e.data()[q];
+      kv[a][b] = Matrix<double>(n, t);
+      be.gemm(false, false, 1.0, sh.k_xx.view(), e.view(), 0.0, kv[a][b].view());
+      v[a][b] = std::move(e);
+    }
+  }
+  for (std::int64_t i = 0; i < t; ++i) {
+    double* cov = out.covariance.row_data(r0 + i);
+    for (std::int64_t a = 0; a < c; ++a)
+      for (std::int64_t b = a; b < c; ++b) {
+        double quad = 0;
+        for (std::int64_t q = 0; q < c; ++q) quad += column_dot(v[a][q], kv[b][q], i);
+        const double value = (a == b ? k_ss(i, 0) : 0.0) - column_dot(v[a][b], k_xs, i) -
+                             column_dot(v[b][a], k_xs, i) + quad;
+        cov[a * c + b] = cov[b * c + a] = value;
+      }
+  }
+}
+
+void finish_gaussian(const UncertaintyOptions& o, std::int64_t c, UncertaintyResult& out) {
+  const std::int64_t t = out.mean_logits.rows();
+  for (std::int64_t i = 0; i < t; ++i) {
+    const double* cov = out.covariance.row_data(i);
+    for (std::int64_t a = 0; a < c; ++a) out.logit_var(i, a) = std::max(0.0, cov[a * c + a]);
+    double expected = 0;
+    gaussian_softmax_statistics(out.mean_logits.row_data(i), cov, static_cast<int>(c), o.probability_samples,
+                                stream_seed(o.seed, 1, static_cast<std::uint64_t>(i)), out.mean_probs.row_data(i),
+                                expected);
+    out.expected_entropy(i, 0) = expected;
+  }
+}
+
+void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const UncertaintyOptions& o,
+                 UncertaintyResult& out) {
+  const std::int64_t n = m.x_train.rows(), c = m.num_classes, t = x.rows;
+  const ConstMatrixView<double> train = m.x_train.view();
+  Matrix<double> chol = model_kernel(be, m, train, nullptr, KernelSelection::nngp);
+  {
+    double trace = 0;
+    for (std::int64_t i = 0; i < n; ++i) trace += chol(i, i);
+    // A little jitter keeps the NNGP factorable for duplicate points; it changes f0's law by 1e-10.
+    for (std::int64_t i = 0; i < n; ++i) chol(i, i) += 1e-10 * trace / double(n);
+    be.cholesky(chol.view(), "the NNGP of the training inputs");
+  }
+  const Matrix<double> theta = model_kernel(be, m, train, nullptr, KernelSelection::ntk);
+  const double k = m.settings.lambda > 0 ? 1.0 / (double(n) * m.settings.lambda) : 0.0;
+  // Per sample: z (f0(X) = L z) and the predictor coefficients c_s (f(x*) = f0(x*) + Theta*X c_s).
+  std::vector<Matrix<double>> zs, coef;
+  FixedPointSolution mean;
+  if (k > 0) {
+    mean.h = m.train_logits;
+    mean.a = m.coefficients;
+    for (auto& e : mean.a.storage()) e /= k;
+  }
+  for (int s = 0; s < o.samples; ++s) {
+    std::mt19937_64 rng(stream_seed(o.seed, 2, static_cast<std::uint64_t>(s)));
+    std::normal_distribution<double> normal;
+    Matrix<double> z(n, c);
+    for (auto& e : z.storage()) e = normal(rng);
+    Matrix<double> f0(n, c, 0.0);
+    // f0 = L z with L lower triangular (row-major): plain loops; N^2 C per sample.
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) {
+        const double lij = chol(i, j);
+        for (std::int64_t a = 0; a < c; ++a) f0(i, a) += lij * z(j, a);
+      }
+    Matrix<double> cs(n, c);
+    if (k > 0) {
+      NewtonOptions opt;
+      opt.solver = m.diagnostics.solver_used == SolverKind::matrix_free ? SolverKind::matrix_free : SolverKind::direct;
+      opt.tolerance = m.settings.tolerance;
+      opt.max_steps = m.settings.max_newton_steps;
+      opt.max_cg_iterations = m.settings.max_cg_iterations;
+      FixedPointProblem pr{theta.view(), k, m.targets.view(), f0.view()};
+      const FixedPointSolution sol = solve_fixed_point(be, pr, opt, &mean);
+      if (!sol.diagnostics.converged)
+        throw NumericalError("Monte Carlo sample " + std::to_string(s) + ": " + sol.diagnostics.message);
+      cs = sol.a;
+      for (auto& e : cs.storage()) e *= k;
+    } else {
+      // Closed form per sample: Theta^-1 (f_inf - f0), f_inf = log Y + c 1^T, c_i = mean_c (f0 - log Y).
+      for (std::int64_t i = 0; i < n; ++i) {
+        double shift = 0;
+        for (std::int64_t a = 0; a < c; ++a) shift += (f0(i, a) - std::log(m.targets(i, a))) / double(c);
+        for (std::int64_t a = 0; a < c; ++a) cs(i, a) = std::log(m.targets(i, a)) + shift - f0(i, a);
+      }
+      be.triangular_solve(m.theta_factor.view(), cs.view(), false);
+      be.triangular_solve(m.theta_factor.view(), cs.view(), true);
+    }
+    zs.push_back(std::move(z));
+    coef.push_back(std::move(cs));
+  }
+  const std::int64_t tile = o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(4) << 20) / n);
+  Matrix<double> sum_sq(t, c, 0.0);
+  std::vector<double> f(static_cast<std::size_t>(c)), p(static_cast<std::size_t>(c));
+  for (std::int64_t r0 = 0; r0 < t; r0 += tile) {
+    const std::int64_t tb = std::min(tile, t - r0);
+    const ConstMatrixView<double> xb = x.block(r0, 0, tb, x.cols);
+    const Matrix<double> theta_sx = model_kernel(be, m, xb, &train, KernelSelection::ntk);  // tb x N
+    Matrix<double> a = model_kernel(be, m, train, &xb, KernelSelection::nngp);              // N x tb
+    be.triangular_solve(chol.view(), a.view(), false);                                      // L^-1 K_X*
+    const Matrix<double> k_ss = nngp_diagonal(be, m, xb);
+    for (int s = 0; s < o.samples; ++s) {
+      Matrix<double> logits(tb, c);
+      be.gemm(false, false, 1.0, theta_sx.view(), coef[s].view(), 0.0, logits.view());
+      Matrix<double> cond_mean(tb, c);
+      be.gemm(true, false, 1.0, a.view(), zs[s].view(), 0.0, cond_mean.view());
+      for (std::int64_t i = 0; i < tb; ++i) {
+        double var = k_ss(i, 0);
+        for (std::int64_t q = 0; q < n; ++q) var -= a(q, i) * a(q, i);
+        const double sd = std::sqrt(std::max(var, 0.0));
+        std::mt19937_64 rng(stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(r0 + i)));
+        std::normal_distribution<double> normal;
+        double centre = 0;
+        for (std::int64_t q = 0; q < c; ++q) {
+          f[q] = logits(i, q) + cond_mean(i, q) + sd * normal(rng);
+          centre += f[q] / double(c);
+        }
+        // lambda = 0 trains only the class-centred part of f0: report logits class-centred, as the
+        // exact mode does (softmax is unchanged by the untrained class mean).
+        if (k == 0)
+          for (auto& e : f) e -= centre;
+        for (std::int64_t q = 0; q < c; ++q) {
+          out.mean_logits(r0 + i, q) += f[q] / o.samples;
+          sum_sq(r0 + i, q) += f[q] * f[q];
+        }
+        sample::softmax(f.data(), static_cast<int>(c), p.data());
+        for (std::int64_t q = 0; q < c; ++q) out.mean_probs(r0 + i, q) += p[q] / o.samples;
+        out.expected_entropy(r0 + i, 0) += entropy(p.data(), static_cast<int>(c)) / o.samples;
+      }
+    }
+  }
+  const double denom = o.samples > 1 ? double(o.samples - 1) : 1.0;
+  for (std::int64_t i = 0; i < t; ++i)
+    for (std::int64_t q = 0; q < c; ++q) {
+      const double mu = out.mean_logits(i, q);
+      out.logit_var(i, q) = std::max(0.0, (sum_sq(i, q) - o.samples * mu * mu) / denom);
+      out.covariance(i, q * c + q) = out.logit_var(i, q);
+    }
+}
+
+}  // namespace
+
+UncertaintyMode parse_uncertainty_mode(std::string_view name) {
+  if (name == "none") return UncertaintyMode::none;
+  if (name == "exact") return UncertaintyMode::exact;
+  if (name == "linearized") return UncertaintyMode::linearized;
+  if (name == "mc" || name == "monte_carlo") return UncertaintyMode::monte_carlo;
+  throw InvalidArgument("unknown uncertainty mode '" + std::string(name) + "' (known: none, exact, linearized, mc)");
+}
+
+const char* uncertainty_mode_name(UncertaintyMode mode) {
+  switch (mode) {
+    case UncertaintyMode::none: return "none";
+    case UncertaintyMode::exact: return "exact";
+    case UncertaintyMode::linearized: return "linearized";
+    case UncertaintyMode::monte_carlo: return "mc";
+  }
+  return "?";
+}
+
+void gaussian_softmax_statistics(const double* mean, const double* cov, int classes, int draws, std::uint64_t seed,
+                                 double* mean_probs, double& expected_entropy) {
+  std::vector<double> l(static_cast<std::size_t>(classes * classes)), z(static_cast<std::size_t>(classes)),
+      f(static_cast<std::size_t>(classes)), p(static_cast<std::size_t>(classes));
+  psd_factor(cov, classes, l.data());
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  std::fill(mean_probs, mean_probs + classes, 0.0);
+  expected_entropy = 0;
+  for (int d = 0; d < draws; ++d) {
+    for (auto& e : z) e = normal(rng);
+    for (int a = 0; a < classes; ++a) {
+      f[a] = mean[a];
+      for (int b = 0; b <= a; ++b) f[a] += l[a * classes + b] * z[b];
+    }
+    sample::softmax(f.data(), classes, p.data());
+    for (int a = 0; a < classes; ++a) mean_probs[a] += p[a] / draws;
+    expected_entropy += entropy(p.data(), classes) / draws;
+  }
+}
+
+UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixView<double> x,
+                                      const UncertaintyOptions& o) {
+  if (o.samples < 1 || o.probability_samples < 1) throw InvalidArgument("sample counts must be >= 1");
+  const bool regularized = m.settings.lambda > 0;
+  if (o.mode == UncertaintyMode::exact && regularized)
+    throw InvalidArgument("uncertainty 'exact' is the lambda = 0 Gaussian; this model has lambda = " +
+                          std::to_string(m.settings.lambda) + " (use linearized or mc)");
+  if (o.mode == UncertaintyMode::linearized && !regularized)
+    throw InvalidArgument("uncertainty 'linearized' needs lambda > 0; for lambda = 0 use exact");
+  if (o.mode != UncertaintyMode::none && m.f0_train.size() > 0)
+    throw InvalidArgument("this model was fitted with a given f0; uncertainty over initialization needs the "
+                          "deterministic fit (f0 = 0)");
+  if (!regularized && m.theta_factor.size() == 0) throw InvalidArgument("the model has no kernel factor");
+  const Prediction mean = predict(be, m, x);
+  const std::int64_t t = x.rows, c = m.num_classes;
+  UncertaintyResult out;
+  out.mean_logits = mean.logits;
+  out.logit_var = Matrix<double>(t, c, 0.0);
+  out.covariance = Matrix<double>(t, c * c, 0.0);
+  out.mean_probs = mean.probs;
+  out.predictive_entropy = Matrix<double>(t, 1, 0.0);
+  out.expected_entropy = Matrix<double>(t, 1, 0.0);
+  out.mutual_info = Matrix<double>(t, 1, 0.0);
+  out.classes = mean.classes;
+  if (o.mode == UncertaintyMode::none) {
+    for (std::int64_t i = 0; i < t; ++i) {
+      out.predictive_entropy(i, 0) = entropy(out.mean_probs.row_data(i), static_cast<int>(c));
+      out.expected_entropy(i, 0) = out.predictive_entropy(i, 0);
+    }
+    return out;
+  }
+  if (o.mode == UncertaintyMode::monte_carlo) {
+    out.mean_logits = Matrix<double>(t, c, 0.0);
+    out.mean_probs = Matrix<double>(t, c, 0.0);
+    monte_carlo(be, m, x, o, out);
+  } else {
+    Shared sh;
+    const ConstMatrixView<double> train = m.x_train.view();
+    sh.k_xx = model_kernel(be, m, train, nullptr, KernelSelection::nngp);
+    const std::int64_t n = m.x_train.rows();
+    if (regularized) {
+      sh.k = 1.0 / (double(n) * m.settings.lambda);
+      Matrix<double> p(n, c);
+      for (std::int64_t i = 0; i < n; ++i) sample::softmax(m.train_logits.row_data(i), static_cast<int>(c), p.row_data(i));
+      const Matrix<double> theta = model_kernel(be, m, train, nullptr, KernelSelection::ntk);
+      sh.factors = laplace_factors(be, theta.view(), sh.k, p);
+    }
+    // Test points per batch: the linearized mode holds 2 C^2 blocks of N x batch.
+    const std::int64_t per = regularized ? 2 * c * c * n : 4 * n;
+    const std::int64_t tile = o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(32) << 20) / per);
+    for (std::int64_t r0 = 0; r0 < t; r0 += tile)
+      gaussian_covariance(be, m, sh, x.block(r0, 0, std::min(tile, t - r0), x.cols), r0, out);
+    finish_gaussian(o, c, out);
+  }
+  for (std::int64_t i = 0; i < t; ++i) {
+    out.predictive_entropy(i, 0) = entropy(out.mean_probs.row_data(i), static_cast<int>(c));
+    out.mutual_info(i, 0) = std::max(0.0, out.predictive_entropy(i, 0) - out.expected_entropy(i, 0));
+    out.classes[static_cast<std::size_t>(i)] =
+        std::max_element(out.mean_probs.row_data(i), out.mean_probs.row_data(i) + c) - out.mean_probs.row_data(i);
+  }
+  return out;
+}
+
+}  // namespace ntk
