@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ const char* const kUsage =
     "usage: ntkctl <command> [options]\n"
     "commands:\n"
     "  kernel    NNGP/NTK matrix of .npy inputs\n"
+    "  fit       fit the cross-entropy NTK classifier, write a model file\n"
+    "  predict   logits, probabilities and uncertainty for test inputs\n"
+    "  evaluate  accuracy, NLL, Brier score, ECE on labelled test inputs\n"
     "run 'ntkctl <command> --help' for the options of a command.\n";
 
 }  // namespace
@@ -26,19 +30,35 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   std::vector<std::string> rest(argv + 2, argv + argc);
-  for (const auto& a : rest) {
-    if (a == "--help" || a == "-h") {
-      if (command == "kernel") {
-        std::fputs(ntkctl::kKernelHelp, stdout);
-        std::fputs(ntkctl::kArchitectureHelp, stdout);
+  struct Command {
+    const char* name;
+    int (*run)(ntkctl::Args&);
+    const char* help;
+    bool architecture;
+    std::set<std::string> switches;
+  };
+  const Command commands[] = {
+      {"kernel", ntkctl::run_kernel, ntkctl::kKernelHelp, true, {"diagonal"}},
+      {"fit", ntkctl::run_fit, ntkctl::kFitHelp, true, {"quiet"}},
+      {"predict", ntkctl::run_predict, ntkctl::kPredictHelp, false, {}},
+      {"evaluate", ntkctl::run_evaluate, ntkctl::kEvaluateHelp, false, {"json"}},
+  };
+  const Command* found = nullptr;
+  for (const auto& c : commands)
+    if (command == c.name) found = &c;
+  if (found) {
+    for (const auto& a : rest) {
+      if (a == "--help" || a == "-h") {
+        std::fputs(found->help, stdout);
+        if (found->architecture) std::fputs(ntkctl::kArchitectureHelp, stdout);
         return 0;
       }
     }
   }
   try {
-    if (command == "kernel") {
-      ntkctl::Args args(rest, {"diagonal"});
-      return ntkctl::run_kernel(args);
+    if (found) {
+      ntkctl::Args args(rest, found->switches);
+      return found->run(args);
     }
     std::fprintf(stderr, "ntkctl: error: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
