@@ -5,6 +5,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "ntk/dynamics.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/sample_math.hpp"
@@ -130,6 +131,10 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   spec.validate();
   check_settings(settings);
   check_inputs(x, targets);
+  if (settings.time > 0) {  // finite time: the flow is well defined even for one-hot targets
+    auto models = fit_dynamics(be, spec, x, targets, settings, {settings.time}, progress, f0);
+    return std::move(models.front());
+  }
   if (settings.lambda == 0 && targets.degenerate)
     throw FailedPrecondition(
         "with lambda = 0 and targets that have zero probabilities (one-hot labels) the logits diverge: set "
@@ -150,8 +155,6 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   Matrix<double> theta = model_kernel(be, m, x, nullptr, KernelSelection::ntk);
   const std::int64_t n = x.rows;
 
-  if (settings.time > 0)
-    throw InvalidArgument("finite-time training dynamics (time > 0) are not available in this build yet");
   if (settings.lambda == 0) {
     fit_closed_form(be, m, std::move(theta));
   } else {
