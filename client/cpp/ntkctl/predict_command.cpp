@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "ntk/backend.hpp"
@@ -104,9 +105,19 @@ int run_predict(Args& args) {
   const Request r = parse_request(args);
   const std::string out_dir = args.require("out-dir");
   args.reject_unused();
-  prepare_output_dir("out-dir", out_dir);
   Loaded l = load(r);
-  const ntk::UncertaintyResult u = run(r, l);
+  // Created only now that the inputs are known good, and removed again if the run fails, so a failed
+  // run leaves nothing behind.
+  const bool created = !std::filesystem::exists(out_dir);
+  prepare_output_dir("out-dir", out_dir);
+  ntk::UncertaintyResult u;
+  try {
+    u = run(r, l);
+  } catch (...) {
+    std::error_code ec;
+    if (created) std::filesystem::remove(out_dir, ec);
+    throw;
+  }
   std::vector<NamedArray> arrays = {{"logits.npy", &u.mean_logits}, {"probs.npy", &u.mean_probs}};
   if (r.uncertainty.mode != ntk::UncertaintyMode::none) {
     arrays.push_back({"logit_var.npy", &u.logit_var});
