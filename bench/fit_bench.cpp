@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "ntk/blas.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/cpu_features.hpp"
-#include "ntk/blas.hpp"
 #include "ntk/dynamics.hpp"
 #include "ntk/newton.hpp"
 
@@ -61,17 +61,22 @@ int main(int argc, char** argv) {
   int threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--sizes") sizes = parse_list(argv[i + 1]);
-    else if (a == "--direct-max") direct_max = std::atoll(argv[i + 1]);
-    else if (a == "--ode-max") ode_max = std::atoll(argv[i + 1]);
-    else if (a == "--threads") threads = std::atoi(argv[i + 1]);
+    if (a == "--sizes")
+      sizes = parse_list(argv[i + 1]);
+    else if (a == "--direct-max")
+      direct_max = std::atoll(argv[i + 1]);
+    else if (a == "--ode-max")
+      ode_max = std::atoll(argv[i + 1]);
+    else if (a == "--threads")
+      threads = std::atoi(argv[i + 1]);
   }
   ntk::BackendOptions bo;
   bo.threads = threads;
   ntk::CpuBackend cpu(bo);
   std::printf("CPU: %s, %d threads, BLAS %s\n\n", ntk::cpu_model_name().c_str(), cpu.threads(),
               ntk::blas::describe().c_str());
-  std::printf("| N | lambda | solver | total s | kernel s | Newton steps | CG iterations | s / step | residual |\n");
+  std::printf(
+      "| N | lambda | solver | total s | kernel s | Newton steps | CG iterations | s / step | residual |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   ntk::KernelSpec spec;
   spec.depth = 3;
@@ -88,8 +93,8 @@ int main(int argc, char** argv) {
     for (double lambda : {1e-3, 1e-1}) {
       for (auto solver : {ntk::SolverKind::direct, ntk::SolverKind::matrix_free}) {
         if (solver == ntk::SolverKind::direct && n > direct_max) {
-          std::printf("| %lld | %g | direct | (skipped: N > --direct-max %lld) | | | | | |\n", (long long)n, lambda,
-                      (long long)direct_max);
+          std::printf("| %lld | %g | direct | (skipped: N > --direct-max %lld) | | | | | |\n", (long long)n,
+                      lambda, (long long)direct_max);
           continue;
         }
         ntk::FitSettings s;
@@ -100,7 +105,8 @@ int main(int argc, char** argv) {
         const auto& d = m.diagnostics;
         std::printf("| %lld | %g | %s | %.2f | %.2f | %d | %d | %.2f | %.1e%s |\n", (long long)n, lambda,
                     ntk::solver_name(solver), d.seconds, kernel_s, d.steps, d.cg_iterations,
-                    (d.seconds - kernel_s) / std::max(1, d.steps), d.residual, d.converged ? "" : " (not converged)");
+                    (d.seconds - kernel_s) / std::max(1, d.steps), d.residual,
+                    d.converged ? "" : " (not converged)");
         std::fflush(stdout);
         if (n > ode_max || solver != ntk::SolverKind::matrix_free) continue;
         // The gradient flow (eta = 1) integrated until its training logits agree with the fixed point to
@@ -122,8 +128,10 @@ int main(int argc, char** argv) {
           flow_steps = models[0].diagnostics.steps;
           if (gap > 1e-9) t *= 2;
         }
-        std::printf("| %lld | %g | ODE to t=%g | %.2f | %.2f | %lld DP5 steps | | | gap %.1e; Newton-CG %.0fx faster |\n",
-                    (long long)n, lambda, t, flow_s, kernel_s, (long long)flow_steps, gap, flow_s / d.seconds);
+        std::printf(
+            "| %lld | %g | ODE to t=%g | %.2f | %.2f | %lld DP5 steps | | | gap %.1e; Newton-CG %.0fx faster "
+            "|\n",
+            (long long)n, lambda, t, flow_s, kernel_s, (long long)flow_steps, gap, flow_s / d.seconds);
         std::fflush(stdout);
       }
     }

@@ -59,7 +59,8 @@ void tiled_gemm(const ntk::Matrix<T>& x, ntk::Matrix<T>& c, int threads) {
   ntk::parallel_for(tiles * tiles, threads, [&](std::int64_t t, int) {
     const std::int64_t i0 = (t / tiles) * kTile, j0 = (t % tiles) * kTile;
     ntk::blas::gemm<T>(false, true, std::min(kTile, n - i0), std::min(kTile, n - j0), kDim, T(1) / T(kDim),
-                       x.data() + i0 * kDim, kDim, x.data() + j0 * kDim, kDim, T(0), c.data() + i0 * n + j0, n);
+                       x.data() + i0 * kDim, kDim, x.data() + j0 * kDim, kDim, T(0), c.data() + i0 * n + j0,
+                       n);
   });
 }
 
@@ -87,7 +88,8 @@ void bm_whole_gemm(benchmark::State& state) {
   ntk::Matrix<T> c(n, n);
   ntk::blas::set_threads(threads);
   for (auto _ : state) {
-    ntk::blas::gemm<T>(false, true, n, n, kDim, T(1) / T(kDim), x.data(), kDim, x.data(), kDim, T(0), c.data(), n);
+    ntk::blas::gemm<T>(false, true, n, n, kDim, T(1) / T(kDim), x.data(), kDim, x.data(), kDim, T(0),
+                       c.data(), n);
     benchmark::DoNotOptimize(c.data());
   }
   ntk::blas::set_threads(1);
@@ -116,7 +118,8 @@ void bm_assembly(benchmark::State& state, bool symmetric, ntk::KernelSelection w
     benchmark::ClobberMemory();
   }
   const double flops = 2.0 * double(n) * double(n) * double(kDim);
-  state.counters["gemm_GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gemm_GFLOPs"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["entries_per_s"] =
       benchmark::Counter(double(n) * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -74,7 +74,8 @@ std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOption
         throw InvalidArgument("backend '" + std::string(name) + "': expected cuda:N with N a device index");
     }
     const int count = cuda_device_count();
-    if (count == 0) throw Unavailable("backend " + std::string(name) + " requested but " + cuda_absence_reason());
+    if (count == 0)
+      throw Unavailable("backend " + std::string(name) + " requested but " + cuda_absence_reason());
     if (device >= count)
       throw InvalidArgument("backend " + std::string(name) + ": only " + std::to_string(count) +
                             " CUDA device(s) present");

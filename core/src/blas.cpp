@@ -20,8 +20,8 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kLower = 122, kLeft
 
 using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
                           float*, int);
-using dgemm_fn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double,
-                          double*, int);
+using dgemm_fn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int,
+                          double, double*, int);
 using strsm_fn = void (*)(int, int, int, int, int, int, int, float, const float*, int, float*, int);
 using dtrsm_fn = void (*)(int, int, int, int, int, int, int, double, const double*, int, double*, int);
 using spotrf_fn = void (*)(const char*, const int*, float*, const int*, int*);
@@ -55,8 +55,9 @@ std::pair<std::optional<std::string>, std::string> choose_core() {
   const std::string mode = requested ? requested : "auto";
   const char* inherited = std::getenv("OPENBLAS_CORETYPE");
   if (mode == "keep")
-    return {std::nullopt, inherited ? std::string("OPENBLAS_CORETYPE=") + inherited + " kept (NTK_BLAS_CORETYPE=keep)"
-                                    : "OpenBLAS's own detection (NTK_BLAS_CORETYPE=keep)"};
+    return {std::nullopt,
+            inherited ? std::string("OPENBLAS_CORETYPE=") + inherited + " kept (NTK_BLAS_CORETYPE=keep)"
+                      : "OpenBLAS's own detection (NTK_BLAS_CORETYPE=keep)"};
   if (mode != "auto") return {mode, "NTK_BLAS_CORETYPE=" + mode};
   const int level = x86_level();
   std::string note = inherited ? std::string(", overriding inherited OPENBLAS_CORETYPE=") + inherited : "";
@@ -102,7 +103,8 @@ Api load() {
   if (core) restore("OPENBLAS_CORETYPE", saved);
   restore("OPENBLAS_NUM_THREADS", saved_threads);
   if (handle == nullptr)
-    throw Unavailable("cannot load OpenBLAS (install libopenblas0-pthread or set NTK_OPENBLAS_LIBRARY):" + errors);
+    throw Unavailable("cannot load OpenBLAS (install libopenblas0-pthread or set NTK_OPENBLAS_LIBRARY):" +
+                      errors);
 
   api.sgemm = symbol<sgemm_fn>(handle, "cblas_sgemm", loaded);
   api.dgemm = symbol<dgemm_fn>(handle, "cblas_dgemm", loaded);
@@ -129,34 +131,45 @@ const Api& api() {
 }
 
 int to_int(std::int64_t v, const char* what) {
-  if (v > 2147483647 || v < 0) throw InvalidArgument(std::string(what) + " exceeds the 32-bit BLAS interface");
+  if (v > 2147483647 || v < 0)
+    throw InvalidArgument(std::string(what) + " exceeds the 32-bit BLAS interface");
   return static_cast<int>(v);
 }
 
 }  // namespace
 
-const Info& info() { return api().info; }
+const Info& info() {
+  return api().info;
+}
 
 std::string describe() {
   const Info& i = info();
   return i.config + " core=" + i.core + " (" + i.core_reason + ")";
 }
 
-void set_threads(int threads) { api().set_threads(threads < 1 ? 1 : threads); }
-int threads() { return api().get_threads(); }
-
-template <>
-void gemm<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-                 std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  api().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, to_int(m, "m"), to_int(n, "n"),
-              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c, to_int(ldc, "ldc"));
+void set_threads(int threads) {
+  api().set_threads(threads < 1 ? 1 : threads);
+}
+int threads() {
+  return api().get_threads();
 }
 
 template <>
-void gemm<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
-                  std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
+void gemm<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                 const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                 std::int64_t ldc) {
+  api().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, to_int(m, "m"), to_int(n, "n"),
+              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c,
+              to_int(ldc, "ldc"));
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha,
+                  const double* a, std::int64_t lda, const double* b, std::int64_t ldb, double beta,
+                  double* c, std::int64_t ldc) {
   api().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, to_int(m, "m"), to_int(n, "n"),
-              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c, to_int(ldc, "ldc"));
+              to_int(k, "k"), alpha, a, to_int(lda, "lda"), b, to_int(ldb, "ldb"), beta, c,
+              to_int(ldc, "ldc"));
 }
 
 template <>
@@ -177,8 +190,8 @@ int potrf_lower<double>(std::int64_t n, double* a, std::int64_t lda) {
 }
 
 template <>
-void trsm_lower<float>(bool transpose, std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,
-                       std::int64_t ldb) {
+void trsm_lower<float>(bool transpose, std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl,
+                       float* b, std::int64_t ldb) {
   api().strsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
               to_int(nrhs, "nrhs"), 1.0f, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
 }
@@ -190,8 +203,12 @@ void trsm_lower<double>(bool transpose, std::int64_t n, std::int64_t nrhs, const
               to_int(nrhs, "nrhs"), 1.0, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
 }
 
-ScopedThreads::ScopedThreads(int threads) { set_threads(threads); }
-ScopedThreads::~ScopedThreads() { set_threads(1); }
+ScopedThreads::ScopedThreads(int threads) {
+  set_threads(threads);
+}
+ScopedThreads::~ScopedThreads() {
+  set_threads(1);
+}
 
 template <>
 void potrs_lower<float>(std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,

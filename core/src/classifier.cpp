@@ -26,7 +26,7 @@ Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<do
   Matrix<double> out(x1.rows, n2);
   if constexpr (std::is_same_v<T, double>) {
     KernelOutputs<double> o = which == KernelSelection::nngp ? KernelOutputs<double>{out.view(), {}}
-                                                              : KernelOutputs<double>{{}, out.view()};
+                                                             : KernelOutputs<double>{{}, out.view()};
     be.kernel(spec, x1, x2, o, {});
   } else {
     auto narrow = [](ConstMatrixView<double> v) {
@@ -41,7 +41,7 @@ Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<do
     const ConstMatrixView<float> bv = b.view();
     Matrix<float> k(x1.rows, n2);
     KernelOutputs<float> o = which == KernelSelection::nngp ? KernelOutputs<float>{k.view(), {}}
-                                                             : KernelOutputs<float>{{}, k.view()};
+                                                            : KernelOutputs<float>{{}, k.view()};
     be.kernel(spec, a.view(), x2 ? &bv : nullptr, o, {});
     for (std::size_t i = 0; i < k.size(); ++i) out.data()[i] = k.data()[i];
   }
@@ -94,7 +94,8 @@ void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
   m.train_logits = Matrix<double>(n, c);
   for (std::int64_t i = 0; i < n; ++i) {
     double shift = 0;
-    for (std::int64_t j = 0; j < c; ++j) shift += (has_f0 ? m.f0_train(i, j) : 0.0) - std::log(m.targets(i, j));
+    for (std::int64_t j = 0; j < c; ++j)
+      shift += (has_f0 ? m.f0_train(i, j) : 0.0) - std::log(m.targets(i, j));
     shift /= static_cast<double>(c);
     for (std::int64_t j = 0; j < c; ++j) m.train_logits(i, j) = std::log(m.targets(i, j)) + shift;
   }
@@ -121,14 +122,15 @@ SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memor
   return SolverKind::matrix_free;
 }
 
-Matrix<double> model_kernel(Backend& be, const Model& m, ConstMatrixView<double> x1, const ConstMatrixView<double>* x2,
-                            KernelSelection which) {
+Matrix<double> model_kernel(Backend& be, const Model& m, ConstMatrixView<double> x1,
+                            const ConstMatrixView<double>* x2, KernelSelection which) {
   return m.settings.dtype == ComputeType::float32 ? kernel_in<float>(be, m.spec, x1, x2, which)
                                                   : kernel_in<double>(be, m.spec, x1, x2, which);
 }
 
 Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
-                     const FitSettings& settings, const ProgressCallback& progress, ConstMatrixView<double> f0) {
+                     const FitSettings& settings, const ProgressCallback& progress,
+                     ConstMatrixView<double> f0) {
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   check_settings(settings);
@@ -149,8 +151,9 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   m.targets = targets.probabilities;
   if (!f0.empty()) {
     if (f0.rows != x.rows || f0.cols != targets.num_classes)
-      throw InvalidArgument("initial outputs f0 are " + std::to_string(f0.rows) + " x " + std::to_string(f0.cols) +
-                            ", expected " + std::to_string(x.rows) + " x " + std::to_string(targets.num_classes));
+      throw InvalidArgument("initial outputs f0 are " + std::to_string(f0.rows) + " x " +
+                            std::to_string(f0.cols) + ", expected " + std::to_string(x.rows) + " x " +
+                            std::to_string(targets.num_classes));
     check_kernel_input(f0, "f0");
     m.f0_train = copy_of(f0);
   }
@@ -165,17 +168,19 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
                      ? choose_solver(n, targets.num_classes, std::size_t(8) << 30)
                      : settings.solver;
     if (opt.solver != SolverKind::direct && opt.solver != SolverKind::matrix_free)
-      throw InvalidArgument(std::string("solver ") + solver_name(settings.solver) + " does not apply to lambda > 0");
+      throw InvalidArgument(std::string("solver ") + solver_name(settings.solver) +
+                            " does not apply to lambda > 0");
     opt.tolerance = settings.tolerance;
     opt.max_steps = settings.max_newton_steps;
     opt.max_cg_iterations = settings.max_cg_iterations;
-    FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda), m.targets.view(),
-                              m.f0_train.view()};
+    FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda),
+                              m.targets.view(), m.f0_train.view()};
     if (m.f0_train.size() == 0) problem.f0 = {};
     FixedPointSolution sol = solve_fixed_point(be, problem, opt, nullptr, progress);
     m.train_logits = std::move(sol.h);
     if (m.f0_train.size())
-      for (std::size_t i = 0; i < m.train_logits.size(); ++i) m.train_logits.data()[i] += m.f0_train.data()[i];
+      for (std::size_t i = 0; i < m.train_logits.size(); ++i)
+        m.train_logits.data()[i] += m.f0_train.data()[i];
     m.coefficients = std::move(sol.a);
     for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] *= problem.k;
     m.diagnostics = std::move(sol.diagnostics);
@@ -187,8 +192,8 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
 Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::int64_t tile_rows,
                    ConstMatrixView<double> f0) {
   if (x.cols != m.x_train.cols())
-    throw InvalidArgument("test inputs have " + std::to_string(x.cols) + " features, the model was fitted on " +
-                          std::to_string(m.x_train.cols()));
+    throw InvalidArgument("test inputs have " + std::to_string(x.cols) +
+                          " features, the model was fitted on " + std::to_string(m.x_train.cols()));
   check_kernel_input(x, "x");
   const bool model_has_f0 = m.f0_train.size() > 0;
   if (model_has_f0 && f0.empty())
@@ -204,7 +209,8 @@ Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::
   }
   const std::int64_t t = x.rows, n = m.x_train.rows(), c = m.num_classes;
   // Tiles of rows so that Theta(x_tile, X) stays near 64 MiB.
-  if (tile_rows <= 0) tile_rows = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n, 1));
+  if (tile_rows <= 0)
+    tile_rows = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n, 1));
   Prediction p;
   p.logits = Matrix<double>(t, c);
   p.probs = Matrix<double>(t, c);
@@ -228,11 +234,16 @@ Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::
 
 const char* solver_name(SolverKind kind) {
   switch (kind) {
-    case SolverKind::automatic: return "auto";
-    case SolverKind::direct: return "direct";
-    case SolverKind::matrix_free: return "matrix_free";
-    case SolverKind::closed_form: return "closed_form";
-    case SolverKind::dynamics: return "dynamics";
+    case SolverKind::automatic:
+      return "auto";
+    case SolverKind::direct:
+      return "direct";
+    case SolverKind::matrix_free:
+      return "matrix_free";
+    case SolverKind::closed_form:
+      return "closed_form";
+    case SolverKind::dynamics:
+      return "dynamics";
   }
   return "?";
 }

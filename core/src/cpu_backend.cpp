@@ -13,8 +13,8 @@ CpuBackend::CpuBackend(const BackendOptions& options)
 }
 
 std::string CpuBackend::description() const {
-  return "cpu (" + cpu_model_name() + ", " + std::to_string(threads_) + " threads, kernel ISA " + kernel_isa() +
-         ", BLAS " + blas::describe() + ")";
+  return "cpu (" + cpu_model_name() + ", " + std::to_string(threads_) + " threads, kernel ISA " +
+         kernel_isa() + ", BLAS " + blas::describe() + ")";
 }
 
 AssemblyOptions CpuBackend::with_threads(const AssemblyOptions& options) const {
@@ -35,24 +35,27 @@ void CpuBackend::kernel_diagonal(const KernelSpec& spec, ConstMatrixView<float> 
                                  const AssemblyOptions& options) {
   assemble_diagonal(spec, x, out, with_threads(options));
 }
-void CpuBackend::kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x, KernelDiagonal<double> out,
-                                 const AssemblyOptions& options) {
+void CpuBackend::kernel_diagonal(const KernelSpec& spec, ConstMatrixView<double> x,
+                                 KernelDiagonal<double> out, const AssemblyOptions& options) {
   assemble_diagonal(spec, x, out, with_threads(options));
 }
 
 namespace {
 
-std::string shape(std::int64_t r, std::int64_t c) { return std::to_string(r) + " x " + std::to_string(c); }
+std::string shape(std::int64_t r, std::int64_t c) {
+  return std::to_string(r) + " x " + std::to_string(c);
+}
 
 }  // namespace
 
-void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
-                      double beta, MatrixView<double> c) {
+void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a,
+                      ConstMatrixView<double> b, double beta, MatrixView<double> c) {
   const std::int64_t m = trans_a ? a.cols : a.rows, k = trans_a ? a.rows : a.cols;
   const std::int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
   if (k != kb || c.rows != m || c.cols != n)
-    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + (trans_a ? "^T" : "") + " * " +
-                          shape(b.rows, b.cols) + (trans_b ? "^T" : "") + " -> " + shape(c.rows, c.cols));
+    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + (trans_a ? "^T" : "") +
+                          " * " + shape(b.rows, b.cols) + (trans_b ? "^T" : "") + " -> " +
+                          shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
   blas::ScopedThreads threads(threads_);
   blas::gemm<double>(trans_a, trans_b, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
@@ -67,8 +70,8 @@ void CpuBackend::cholesky(MatrixView<double> a, const char* what) {
     info = blas::potrf_lower<double>(a.rows, a.data, a.ld);
   }
   if (info > 0)
-    throw NumericalError(std::string(what) + " is not positive definite (leading minor " + std::to_string(info) +
-                         " of " + std::to_string(a.rows) + ")");
+    throw NumericalError(std::string(what) + " is not positive definite (leading minor " +
+                         std::to_string(info) + " of " + std::to_string(a.rows) + ")");
   if (info < 0) throw InternalError("potrf argument " + std::to_string(-info) + " invalid");
 }
 

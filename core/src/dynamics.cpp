@@ -12,9 +12,10 @@
 
 namespace ntk {
 
-std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
-                                const FitSettings& settings, const std::vector<double>& times,
-                                const ProgressCallback& progress, ConstMatrixView<double> f0) {
+std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x,
+                                const Targets& targets, const FitSettings& settings,
+                                const std::vector<double>& times, const ProgressCallback& progress,
+                                ConstMatrixView<double> f0) {
   const auto start = std::chrono::steady_clock::now();
   if (times.empty()) throw InvalidArgument("no training times given");
   for (std::size_t i = 0; i < times.size(); ++i)
@@ -22,7 +23,8 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
       throw InvalidArgument("training times must be positive, finite and ascending");
   if (!(settings.learning_rate > 0) || !std::isfinite(settings.learning_rate))
     throw InvalidArgument("learning rate must be > 0 and finite");
-  if (!std::isfinite(settings.lambda) || settings.lambda < 0) throw InvalidArgument("lambda must be >= 0 and finite");
+  if (!std::isfinite(settings.lambda) || settings.lambda < 0)
+    throw InvalidArgument("lambda must be >= 0 and finite");
   spec.validate();
   check_kernel_input(x, "x");
   const std::int64_t n = x.rows, c = targets.num_classes;
@@ -67,7 +69,9 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
   ode.rtol = std::clamp(settings.tolerance, 1e-12, 1e-4);
   ode.atol = ode.rtol * 1e-2;
   ode.norm = OdeNorm::max;
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   auto last_report = start - std::chrono::seconds(1);  // the first accepted step is always reported
   OdeObserver observer;
   if (progress)
@@ -91,7 +95,8 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
     Model m = base;
     m.train_logits = Matrix<double>(n, c);
     m.coefficients = Matrix<double>(n, c);
-    std::copy(states[k].begin(), states[k].begin() + static_cast<std::ptrdiff_t>(block), m.train_logits.data());
+    std::copy(states[k].begin(), states[k].begin() + static_cast<std::ptrdiff_t>(block),
+              m.train_logits.data());
     for (std::size_t q = 0; q < block; ++q) m.coefficients.data()[q] = -states[k][block + q] * inv_n;
     m.settings.time = times[k];
     m.diagnostics.solver_used = SolverKind::dynamics;
@@ -105,8 +110,9 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
     m.diagnostics.residual = r;
     std::ostringstream os;
     os.precision(3);
-    os << "gradient flow to t = " << times[k] << " (Dormand-Prince 5(4), " << stats.steps_accepted << " steps, "
-       << stats.steps_rejected << " rejected" << (stats.stiffness_detected ? ", step size limited by stiffness" : "")
+    os << "gradient flow to t = " << times[k] << " (Dormand-Prince 5(4), " << stats.steps_accepted
+       << " steps, " << stats.steps_rejected << " rejected"
+       << (stats.stiffness_detected ? ", step size limited by stiffness" : "")
        << "); max |df/dt|/eta = " << r;
     m.diagnostics.message = os.str();
     m.diagnostics.seconds = elapsed();

@@ -44,23 +44,33 @@ void diagonal_rows(const RecursionParams<T>& p, const std::vector<T>& sq, T* var
 // bounded by the diagonal ones (both kernels are positive semi-definite), so a finite diagonal means a
 // finite kernel, and a deep or wide-weighted network must not silently return NaN.
 template <class T>
-void diagonal_recursion(const RecursionParams<T>& p, const std::vector<T>& sq, std::vector<T>& vars,
-                        T* nngp, T* ntk, const char* name) {
+void diagonal_recursion(const RecursionParams<T>& p, const std::vector<T>& sq, std::vector<T>& vars, T* nngp,
+                        T* ntk, const char* name) {
   vars.assign(sq.size() * static_cast<std::size_t>(p.depth), T(0));
   std::vector<T> g(sq.size()), t(sq.size());
   switch (p.family) {
-    case ActFamily::abrelu: diagonal_rows<ActFamily::abrelu>(p, sq, vars.data(), g.data(), t.data()); break;
-    case ActFamily::erf: diagonal_rows<ActFamily::erf>(p, sq, vars.data(), g.data(), t.data()); break;
-    case ActFamily::gelu: diagonal_rows<ActFamily::gelu>(p, sq, vars.data(), g.data(), t.data()); break;
-    case ActFamily::quadrature: diagonal_rows<ActFamily::quadrature>(p, sq, vars.data(), g.data(), t.data()); break;
+    case ActFamily::abrelu:
+      diagonal_rows<ActFamily::abrelu>(p, sq, vars.data(), g.data(), t.data());
+      break;
+    case ActFamily::erf:
+      diagonal_rows<ActFamily::erf>(p, sq, vars.data(), g.data(), t.data());
+      break;
+    case ActFamily::gelu:
+      diagonal_rows<ActFamily::gelu>(p, sq, vars.data(), g.data(), t.data());
+      break;
+    case ActFamily::quadrature:
+      diagonal_rows<ActFamily::quadrature>(p, sq, vars.data(), g.data(), t.data());
+      break;
   }
   const std::size_t depth = static_cast<std::size_t>(p.depth);
   for (std::size_t i = 0; i < sq.size(); ++i) {
     std::size_t bad_layer = depth + 1;
     for (std::size_t l = 0; l < depth && bad_layer > depth; ++l)
       if (!std::isfinite(vars[i * depth + l])) bad_layer = l + 1;
-    if (bad_layer > depth && (!std::isfinite(g[i]) || !std::isfinite(t[i]))) bad_layer = depth + 1;
-    else if (bad_layer > depth) continue;
+    if (bad_layer > depth && (!std::isfinite(g[i]) || !std::isfinite(t[i])))
+      bad_layer = depth + 1;
+    else if (bad_layer > depth)
+      continue;
     std::ostringstream os;
     os << "the kernel overflows " << (sizeof(T) == 4 ? "float32" : "float64") << " at layer " << bad_layer
        << " for row " << i << " of " << name
@@ -114,8 +124,8 @@ void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>*
     prep.col_vars = layer_major(prep.row_vars, x1.rows, p.depth);
   } else {
     std::vector<T> vars2;
-    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
-                       "x2");
+    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr),
+                       static_cast<T*>(nullptr), "x2");
     prep.col_vars = layer_major(vars2, x2->rows, p.depth);
   }
 }
@@ -140,8 +150,8 @@ void compute_tile(const Prepared<T>& prep, const TileLocation& loc, T* nngp, std
   T* primary = ntk ? ntk : nngp;
   const std::int64_t primary_ld = ntk ? ntk_ld : nngp_ld;
   const std::int64_t d = prep.x1.cols;
-  blas::gemm<T>(false, true, loc.rows, loc.cols, d, T(1) / static_cast<T>(d), prep.x1.row(loc.row0), prep.x1.ld,
-                prep.x2.row(loc.col0), prep.x2.ld, T(0), primary, primary_ld);
+  blas::gemm<T>(false, true, loc.rows, loc.cols, d, T(1) / static_cast<T>(d), prep.x1.row(loc.row0),
+                prep.x1.ld, prep.x2.row(loc.col0), prep.x2.ld, T(0), primary, primary_ld);
   const bool diagonal_tile = prep.symmetric && loc.row0 == loc.col0;
   if (diagonal_tile) {
     // The exact |x|^2/d makes the diagonal identical to assemble_diagonal(): the GEMM's rounding of
@@ -174,13 +184,15 @@ void check_output(const MatrixView<T>& v, std::int64_t rows, std::int64_t cols, 
   if (v.empty()) return;
   if (v.rows != rows || v.cols != cols || v.ld < cols) {
     std::ostringstream os;
-    os << name << " output is " << v.rows << " x " << v.cols << " (ld " << v.ld << "), expected " << rows << " x "
-       << cols;
+    os << name << " output is " << v.rows << " x " << v.cols << " (ld " << v.ld << "), expected " << rows
+       << " x " << cols;
     throw InvalidArgument(os.str());
   }
 }
 
-int thread_count(const AssemblyOptions& o) { return o.threads > 0 ? o.threads : default_thread_count(); }
+int thread_count(const AssemblyOptions& o) {
+  return o.threads > 0 ? o.threads : default_thread_count();
+}
 
 void check_tile_option(std::int64_t v, const char* name) {
   if (v < 0) throw InvalidArgument(std::string(name) + " must be >= 0 (0 = automatic)");
@@ -197,7 +209,8 @@ void check_kernel_input(ConstMatrixView<T> x, const char* name) {
     for (std::int64_t k = 0; k < x.cols; ++k) {
       if (!std::isfinite(r[k])) {
         std::ostringstream os;
-        os << name << " contains " << (std::isnan(r[k]) ? "NaN" : "Inf") << " at row " << i << ", column " << k;
+        os << name << " contains " << (std::isnan(r[k]) ? "NaN" : "Inf") << " at row " << i << ", column "
+           << k;
         throw InvalidArgument(os.str());
       }
     }
@@ -222,7 +235,8 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
   if (prep.symmetric) tr = tc = std::min(tr, tc);  // mirroring needs square tiles on the diagonal
   const auto tasks = tile_tasks(n1, n2, tr, tc, prep.symmetric);
   const int threads = thread_count(options);
-  std::vector<std::vector<T>> scratch(static_cast<std::size_t>(threads), std::vector<T>(static_cast<std::size_t>(tc)));
+  std::vector<std::vector<T>> scratch(static_cast<std::size_t>(threads),
+                                      std::vector<T>(static_cast<std::size_t>(tc)));
 
   parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
     const TileTask task = tasks[static_cast<std::size_t>(t)];
@@ -230,14 +244,16 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
                            std::min(tc, n2 - task.tj * tc)};
     T* nngp = out.nngp.empty() ? nullptr : out.nngp.row(loc.row0) + loc.col0;
     T* ntk = out.ntk.empty() ? nullptr : out.ntk.row(loc.row0) + loc.col0;
-    compute_tile(prep, loc, nngp, out.nngp.ld, ntk, out.ntk.ld, scratch[static_cast<std::size_t>(worker)].data());
+    compute_tile(prep, loc, nngp, out.nngp.ld, ntk, out.ntk.ld,
+                 scratch[static_cast<std::size_t>(worker)].data());
     if (!prep.symmetric) return;
     for (const MatrixView<T>& v : {out.nngp, out.ntk}) {
       if (v.empty()) continue;
       if (task.ti == task.tj)
         detail::mirror_upper_to_lower(v.row(loc.row0) + loc.col0, loc.rows, v.ld);
       else
-        detail::transpose_block<T>(v.row(loc.row0) + loc.col0, v.ld, loc.rows, loc.cols, v.row(loc.col0) + loc.row0, v.ld);
+        detail::transpose_block<T>(v.row(loc.row0) + loc.col0, v.ld, loc.rows, loc.cols,
+                                   v.row(loc.col0) + loc.row0, v.ld);
     }
   });
 }
@@ -254,13 +270,15 @@ void assemble_diagonal(const KernelSpec& spec, ConstMatrixView<T> x, KernelDiago
   check_kernel_input(x, "x");
   HostRecursion<T> recursion(spec);
   std::vector<T> vars;
-  diagonal_recursion(recursion.params(), scaled_squared_norms(x), vars, out.nngp.empty() ? nullptr : out.nngp.data(),
-                     out.ntk.empty() ? nullptr : out.ntk.data(), "x");
+  diagonal_recursion(recursion.params(), scaled_squared_norms(x), vars,
+                     out.nngp.empty() ? nullptr : out.nngp.data(), out.ntk.empty() ? nullptr : out.ntk.data(),
+                     "x");
 }
 
 template <class T>
 void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
-                           KernelSelection selection, const TileSink<T>& sink, const AssemblyOptions& options) {
+                           KernelSelection selection, const TileSink<T>& sink,
+                           const AssemblyOptions& options) {
   check_tile_option(options.tile_rows, "tile_rows");
   check_tile_option(options.tile_cols, "tile_cols");
   Prepared<T> prep(spec);
@@ -277,7 +295,8 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
   std::int64_t tile = std::min(options.tile_rows ? options.tile_rows : kDefaultTile,
                                options.tile_cols ? options.tile_cols : kDefaultTile);
   auto bytes_for = [&](std::int64_t t, int w) {  // tile buffers plus one scratch row per worker
-    return static_cast<std::size_t>(w) * (buffers_per_worker * static_cast<std::size_t>(t * t) + t) * sizeof(T);
+    return static_cast<std::size_t>(w) * (buffers_per_worker * static_cast<std::size_t>(t * t) + t) *
+           sizeof(T);
   };
   while (tile > 16 && bytes_for(tile, threads) > options.workspace_bytes) tile /= 2;
   while (threads > 1 && bytes_for(tile, threads) > options.workspace_bytes) --threads;
@@ -290,8 +309,9 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
   const std::int64_t tr = tile, tc = tile;
   const auto tasks = tile_tasks(n1, n2, tr, tc, prep.symmetric);
   const std::size_t tile_elems = static_cast<std::size_t>(tr * tc);
-  std::vector<std::vector<T>> buffers(static_cast<std::size_t>(threads),
-                                      std::vector<T>(tile_elems * buffers_per_worker + static_cast<std::size_t>(tc)));
+  std::vector<std::vector<T>> buffers(
+      static_cast<std::size_t>(threads),
+      std::vector<T>(tile_elems * buffers_per_worker + static_cast<std::size_t>(tc)));
   std::mutex sink_mutex;
 
   parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
@@ -316,7 +336,9 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
     if (off_diagonal) {
       T* second = base + tile_elems * kernels;
       if (nngp) detail::transpose_block<T>(nngp, loc.cols, loc.rows, loc.cols, nngp_t = second, loc.rows);
-      if (ntk) detail::transpose_block<T>(ntk, loc.cols, loc.rows, loc.cols, ntk_t = second + (nngp ? tile_elems : 0), loc.rows);
+      if (ntk)
+        detail::transpose_block<T>(ntk, loc.cols, loc.rows, loc.cols,
+                                   ntk_t = second + (nngp ? tile_elems : 0), loc.rows);
     }
     std::lock_guard lock(sink_mutex);
     sink(loc, view(nngp, loc.rows, loc.cols), view(ntk, loc.rows, loc.cols));
@@ -326,15 +348,17 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
   });
 }
 
-std::string kernel_isa() { return detail::select_tile_recursion().isa; }
+std::string kernel_isa() {
+  return detail::select_tile_recursion().isa;
+}
 
-#define NTK_INSTANTIATE(T)                                                                                        \
-  template void check_kernel_input<T>(ConstMatrixView<T>, const char*);                                          \
-  template void assemble_kernel<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,             \
-                                   KernelOutputs<T>, const AssemblyOptions&);                                    \
-  template void assemble_diagonal<T>(const KernelSpec&, ConstMatrixView<T>, KernelDiagonal<T>,                   \
-                                     const AssemblyOptions&);                                                    \
-  template void assemble_kernel_tiles<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,       \
+#define NTK_INSTANTIATE(T)                                                                                 \
+  template void check_kernel_input<T>(ConstMatrixView<T>, const char*);                                    \
+  template void assemble_kernel<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,       \
+                                   KernelOutputs<T>, const AssemblyOptions&);                              \
+  template void assemble_diagonal<T>(const KernelSpec&, ConstMatrixView<T>, KernelDiagonal<T>,             \
+                                     const AssemblyOptions&);                                              \
+  template void assemble_kernel_tiles<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*, \
                                          KernelSelection, const TileSink<T>&, const AssemblyOptions&);
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)

@@ -17,11 +17,16 @@ struct NamedActivation {
 };
 
 constexpr NamedActivation kBuiltins[] = {
-    {"identity", Activation::identity}, {"relu", Activation::relu},
-    {"leaky_relu", Activation::leaky_relu}, {"abs", Activation::abs},
-    {"abrelu", Activation::abrelu}, {"erf", Activation::erf},
-    {"sigmoid_like", Activation::sigmoid_like}, {"gelu", Activation::gelu},
-    {"tanh", Activation::tanh}, {"softplus", Activation::softplus},
+    {"identity", Activation::identity},
+    {"relu", Activation::relu},
+    {"leaky_relu", Activation::leaky_relu},
+    {"abs", Activation::abs},
+    {"abrelu", Activation::abrelu},
+    {"erf", Activation::erf},
+    {"sigmoid_like", Activation::sigmoid_like},
+    {"gelu", Activation::gelu},
+    {"tanh", Activation::tanh},
+    {"softplus", Activation::softplus},
     {"sin", Activation::sin},
 };
 
@@ -39,15 +44,21 @@ std::map<std::string, CustomActivation, std::less<>>& registry() {
   return r;
 }
 
-bool is_finite(double v) { return std::isfinite(v); }
+bool is_finite(double v) {
+  return std::isfinite(v);
+}
 
 // Which of a, b, c an activation takes, for the messages about parameters that do not apply.
 int parameter_count(Activation kind) {
   switch (kind) {
-    case Activation::leaky_relu: return 1;
-    case Activation::abrelu: return 2;
-    case Activation::erf: return 3;
-    default: return 0;
+    case Activation::leaky_relu:
+      return 1;
+    case Activation::abrelu:
+      return 2;
+    case Activation::erf:
+      return 3;
+    default:
+      return 0;
   }
 }
 
@@ -140,7 +151,7 @@ std::string KernelSpec::describe() const {
   os.precision(17);
   os << "depth=" << depth << " activation="
      << (activation.kind == Activation::custom ? activation.custom_name
-                                                : std::string(activation_name(activation.kind)));
+                                               : std::string(activation_name(activation.kind)));
   if (activation.a) os << " a=" << *activation.a;
   if (activation.b) os << " b=" << *activation.b;
   if (activation.c) os << " c=" << *activation.c;
@@ -158,11 +169,21 @@ ResolvedActivation resolve_activation(const ActivationSpec& activation) {
     r.b = b;
   };
   switch (activation.kind) {
-    case Activation::identity: abrelu(1, 1); break;
-    case Activation::relu: abrelu(0, 1); break;
-    case Activation::leaky_relu: abrelu(activation.a.value_or(0.01), 1); break;
-    case Activation::abs: abrelu(-1, 1); break;
-    case Activation::abrelu: abrelu(activation.a.value_or(0.0), activation.b.value_or(1.0)); break;
+    case Activation::identity:
+      abrelu(1, 1);
+      break;
+    case Activation::relu:
+      abrelu(0, 1);
+      break;
+    case Activation::leaky_relu:
+      abrelu(activation.a.value_or(0.01), 1);
+      break;
+    case Activation::abs:
+      abrelu(-1, 1);
+      break;
+    case Activation::abrelu:
+      abrelu(activation.a.value_or(0.0), activation.b.value_or(1.0));
+      break;
     case Activation::erf:
       r.family = ActFamily::erf;
       r.a = activation.a.value_or(1.0);
@@ -175,7 +196,9 @@ ResolvedActivation resolve_activation(const ActivationSpec& activation) {
       r.b = 1.0 / 2.4020563531719796;
       r.c = 0.5;
       break;
-    case Activation::gelu: r.family = ActFamily::gelu; break;
+    case Activation::gelu:
+      r.family = ActFamily::gelu;
+      break;
     case Activation::tanh:
       r.family = ActFamily::quadrature;
       r.quad_function = QuadFunction::tanh;
@@ -277,7 +300,8 @@ HostRecursion<T>::HostRecursion(const KernelSpec& spec) {
       params_.c1 = static_cast<T>(act.a * act.a);
       params_.c2 = static_cast<T>(act.c * act.c);
       break;
-    case ActFamily::gelu: break;
+    case ActFamily::gelu:
+      break;
     case ActFamily::quadrature: {
       params_.quad_function = act.quad_function;
       params_.custom_phi = act.custom_phi;

@@ -15,8 +15,11 @@ LogLevel initial_level() {
   const struct {
     const char* name;
     LogLevel level;
-  } names[] = {{"debug", LogLevel::debug}, {"info", LogLevel::info}, {"warning", LogLevel::warning},
-               {"error", LogLevel::error}, {"off", LogLevel::off}};
+  } names[] = {{"debug", LogLevel::debug},
+               {"info", LogLevel::info},
+               {"warning", LogLevel::warning},
+               {"error", LogLevel::error},
+               {"off", LogLevel::off}};
   for (const auto& n : names)
     if (std::strcmp(env, n.name) == 0) return n.level;
   return LogLevel::info;
@@ -29,8 +32,12 @@ std::atomic<LogLevel>& level_ref() {
 
 }  // namespace
 
-void set_log_level(LogLevel level) { level_ref().store(level); }
-LogLevel log_level() { return level_ref().load(); }
+void set_log_level(LogLevel level) {
+  level_ref().store(level);
+}
+LogLevel log_level() {
+  return level_ref().load();
+}
 
 void log(LogLevel level, const std::string& message) {
   if (level < log_level()) return;

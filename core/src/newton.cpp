@@ -130,8 +130,8 @@ Matrix<double> matrix_free_step(Backend& be, const FixedPointProblem& pr, const 
   Matrix<double> precond(n, c);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < c; ++j)
-      precond(i, j) =
-          1.0 / (1.0 + pr.k * pr.theta(i, i) * sample::sst_diagonal(s.p.data() + i * c, ci, static_cast<int>(j)));
+      precond(i, j) = 1.0 / (1.0 + pr.k * pr.theta(i, i) *
+                                       sample::sst_diagonal(s.p.data() + i * c, ci, static_cast<int>(j)));
   const Matrix<double> rhs = apply_s_all(t, false);
   auto dot = [](const Matrix<double>& x, const Matrix<double>& y) {
     double d = 0;
@@ -160,7 +160,8 @@ Matrix<double> matrix_free_step(Backend& be, const FixedPointProblem& pr, const 
   }
   const Matrix<double> stz = apply_s_all(z, true);
   Matrix<double> a_new(n, c);
-  for (std::size_t i = 0; i < a_new.size(); ++i) a_new.data()[i] = s.a.data()[i] + g.data()[i] - stz.data()[i];
+  for (std::size_t i = 0; i < a_new.size(); ++i)
+    a_new.data()[i] = s.a.data()[i] + g.data()[i] - stz.data()[i];
   return a_new;
 }
 
@@ -168,16 +169,19 @@ void check_problem(const FixedPointProblem& pr) {
   const std::int64_t n = pr.y.rows;
   if (n == 0) throw InvalidArgument("no training points");
   if (pr.theta.rows != n || pr.theta.cols != n)
-    throw InvalidArgument("kernel is " + std::to_string(pr.theta.rows) + " x " + std::to_string(pr.theta.cols) +
-                          ", expected " + std::to_string(n) + " x " + std::to_string(n));
+    throw InvalidArgument("kernel is " + std::to_string(pr.theta.rows) + " x " +
+                          std::to_string(pr.theta.cols) + ", expected " + std::to_string(n) + " x " +
+                          std::to_string(n));
   if (!pr.f0.empty() && (pr.f0.rows != n || pr.f0.cols != pr.y.cols))
     throw InvalidArgument("initial outputs f0 have the wrong shape");
-  if (!(pr.k > 0) || !std::isfinite(pr.k)) throw InvalidArgument("k = 1/(N lambda) must be positive and finite");
+  if (!(pr.k > 0) || !std::isfinite(pr.k))
+    throw InvalidArgument("k = 1/(N lambda) must be positive and finite");
 }
 
 }  // namespace
 
-LaplaceFactors laplace_factors(Backend& be, ConstMatrixView<double> theta, double k, const Matrix<double>& p) {
+LaplaceFactors laplace_factors(Backend& be, ConstMatrixView<double> theta, double k,
+                               const Matrix<double>& p) {
   const std::int64_t n = p.rows(), c = p.cols();
   LaplaceFactors f;
   f.l.resize(static_cast<std::size_t>(c));
@@ -303,14 +307,16 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
     d.objective = -s.psi / static_cast<double>(n);
     StepRecord rec{d.steps, d.residual, d.objective, cg_iterations, step, elapsed()};
     d.history.push_back(rec);
-    if (progress && !progress(rec)) throw Cancelled("fit cancelled after Newton step " + std::to_string(d.steps));
+    if (progress && !progress(rec))
+      throw Cancelled("fit cancelled after Newton step " + std::to_string(d.steps));
     if (d.residual < 0.5 * best) {
       best = d.residual;
       stagnant = 0;
     } else if (++stagnant >= 4 && d.residual < 1e3 * floor_estimate) {
       std::ostringstream os;
       os.precision(2);
-      os << "stagnated at the rounding floor ~" << floor_estimate << " = eps * ||k Theta||_inf; the tolerance is "
+      os << "stagnated at the rounding floor ~" << floor_estimate
+         << " = eps * ||k Theta||_inf; the tolerance is "
          << "below what float64 resolves at this lambda";
       d.message = os.str();
       break;
@@ -321,11 +327,11 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
   std::ostringstream os;
   os.precision(3);
   if (d.converged)
-    os << "converged: residual " << d.residual << " <= tolerance " << options.tolerance << " after " << d.steps
-       << " Newton steps";
+    os << "converged: residual " << d.residual << " <= tolerance " << options.tolerance << " after "
+       << d.steps << " Newton steps";
   else
-    os << "NOT converged: residual " << d.residual << " > tolerance " << options.tolerance << " after " << d.steps
-       << " Newton steps" << (d.message.empty() ? " (step limit)" : " (" + d.message + ")");
+    os << "NOT converged: residual " << d.residual << " > tolerance " << options.tolerance << " after "
+       << d.steps << " Newton steps" << (d.message.empty() ? " (step limit)" : " (" + d.message + ")");
   d.message = os.str();
   out.h = std::move(s.h);
   out.a = std::move(s.a);

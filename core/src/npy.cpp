@@ -17,16 +17,19 @@ struct DTypeCode {
   const char* descr;
   DType dtype;
 };
-constexpr DTypeCode kCodes[] = {{"<f4", DType::float32}, {"<f8", DType::float64}, {"<i4", DType::int32},
-                                {"<i8", DType::int64}};
+constexpr DTypeCode kCodes[] = {
+    {"<f4", DType::float32}, {"<f8", DType::float64}, {"<i4", DType::int32}, {"<i8", DType::int64}};
 
-std::string quote(const std::string& path) { return "'" + path + "'"; }
+std::string quote(const std::string& path) {
+  return "'" + path + "'";
+}
 
 // The value that follows 'key': in the header dictionary, up to the next comma at nesting level 0.
 std::string dict_value(const std::string& header, const std::string& key, const std::string& path) {
   const std::string needle = "'" + key + "'";
   auto pos = header.find(needle);
-  if (pos == std::string::npos) throw InvalidArgument(quote(path) + " is not a valid .npy file (no " + key + ")");
+  if (pos == std::string::npos)
+    throw InvalidArgument(quote(path) + " is not a valid .npy file (no " + key + ")");
   pos = header.find(':', pos + needle.size());
   if (pos == std::string::npos) throw InvalidArgument(quote(path) + " is not a valid .npy file");
   ++pos;
@@ -44,16 +47,22 @@ std::string dict_value(const std::string& header, const std::string& key, const 
   return b == std::string::npos ? "" : value.substr(b, e - b + 1);
 }
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 }  // namespace
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::float32: return "float32";
-    case DType::float64: return "float64";
-    case DType::int32: return "int32";
-    case DType::int64: return "int64";
+    case DType::float32:
+      return "float32";
+    case DType::float64:
+      return "float64";
+    case DType::int32:
+      return "int32";
+    case DType::int64:
+      return "int64";
   }
   return "?";
 }
@@ -96,7 +105,8 @@ NpyArray read_npy(const std::string& path) {
 
   NpyArray array;
   std::string descr = dict_value(header, "descr", path);
-  if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"')) descr = descr.substr(1, descr.size() - 2);
+  if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'))
+    descr = descr.substr(1, descr.size() - 2);
   if (descr.size() == 3 && descr[0] == '|') descr[0] = '<';  // single-byte types carry no byte order
   bool known = false;
   for (const auto& c : kCodes) {
@@ -135,7 +145,8 @@ NpyArray read_npy(const std::string& path) {
   return array;
 }
 
-void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape, const void* data) {
+void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape,
+               const void* data) {
   std::string descr;
   for (const auto& c : kCodes)
     if (c.dtype == dtype) descr = c.descr;
@@ -173,7 +184,14 @@ void write_npy(const std::string& path, DType dtype, const std::vector<std::int6
       len -= static_cast<std::size_t>(w);
     }
   };
-  const unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+  const unsigned char head[10] = {0x93,
+                                  'N',
+                                  'U',
+                                  'M',
+                                  'P',
+                                  'Y',
+                                  1,
+                                  0,
                                   static_cast<unsigned char>((total - prefix) & 0xff),
                                   static_cast<unsigned char>((total - prefix) >> 8)};
   write_all(head, sizeof head);

@@ -11,7 +11,8 @@ Targets targets_from_labels(std::span<const std::int64_t> labels, std::int64_t n
   if (labels.empty()) throw InvalidArgument("no training points (labels are empty)");
   if (!std::isfinite(eps) || eps < 0 || eps >= 1)
     throw InvalidArgument("label smoothing must be in [0, 1), got " + std::to_string(eps));
-  if (num_classes < 0) throw InvalidArgument("number of classes must be >= 2, got " + std::to_string(num_classes));
+  if (num_classes < 0)
+    throw InvalidArgument("number of classes must be >= 2, got " + std::to_string(num_classes));
   std::int64_t max_label = -1;
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0 || (num_classes > 0 && labels[i] >= num_classes)) {
@@ -36,8 +37,9 @@ Targets targets_from_labels(std::span<const std::int64_t> labels, std::int64_t n
 
 Targets targets_from_probabilities(ConstMatrixView<double> p) {
   if (p.rows == 0) throw InvalidArgument("no training points (targets are empty)");
-  if (p.cols < 2) throw InvalidArgument("classification needs at least 2 classes, the targets have " +
-                                        std::to_string(p.cols) + " column(s)");
+  if (p.cols < 2)
+    throw InvalidArgument("classification needs at least 2 classes, the targets have " +
+                          std::to_string(p.cols) + " column(s)");
   Targets t;
   t.num_classes = p.cols;
   t.probabilities = Matrix<double>(p.rows, p.cols);

@@ -17,11 +17,11 @@ struct TileArgs {
   T* nngp;  // may be null
   T* ntk;   // may be null
   std::int64_t nngp_ld, ntk_ld;
-  const T* row_vars;   // S_{l+1}(x_i, x_i) at row_vars[i * depth + l]
-  const T* col_vars;   // S_{l+1}(x'_j, x'_j) at col_vars[l * col_vars_ld + j]
+  const T* row_vars;  // S_{l+1}(x_i, x_i) at row_vars[i * depth + l]
+  const T* col_vars;  // S_{l+1}(x'_j, x'_j) at col_vars[l * col_vars_ld + j]
   std::int64_t col_vars_ld;
-  bool upper_only;     // a diagonal tile of a symmetric kernel: only j >= i is computed
-  T* scratch;          // cols elements, used when the NNGP is not an output
+  bool upper_only;  // a diagonal tile of a symmetric kernel: only j >= i is computed
+  T* scratch;       // cols elements, used when the NNGP is not an output
 };
 
 template <class T>
@@ -33,9 +33,15 @@ struct TileRecursionKernels {
   const char* isa;
 };
 
-namespace isa_v4 { TileRecursionKernels kernels(); }
-namespace isa_v3 { TileRecursionKernels kernels(); }
-namespace isa_generic { TileRecursionKernels kernels(); }
+namespace isa_v4 {
+TileRecursionKernels kernels();
+}
+namespace isa_v3 {
+TileRecursionKernels kernels();
+}
+namespace isa_generic {
+TileRecursionKernels kernels();
+}
 
 // NTK_KERNEL_ISA=avx512|avx2|generic forces a variant (for tests and benchmarks); default: the best one.
 const TileRecursionKernels& select_tile_recursion();

@@ -81,12 +81,12 @@ struct Shared {
 };
 
 // Fills rows [r0, r0 + t) of the result's covariance (Gaussian modes).
-void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMatrixView<double> xb, std::int64_t r0,
-                         UncertaintyResult& out) {
+void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMatrixView<double> xb,
+                         std::int64_t r0, UncertaintyResult& out) {
   const std::int64_t t = xb.rows, n = m.x_train.rows(), c = m.num_classes;
   const ConstMatrixView<double> train = m.x_train.view();
-  const Matrix<double> theta_xs = model_kernel(be, m, train, &xb, KernelSelection::ntk);   // N x t
-  const Matrix<double> k_xs = model_kernel(be, m, train, &xb, KernelSelection::nngp);      // N x t
+  const Matrix<double> theta_xs = model_kernel(be, m, train, &xb, KernelSelection::ntk);  // N x t
+  const Matrix<double> k_xs = model_kernel(be, m, train, &xb, KernelSelection::nngp);     // N x t
   const Matrix<double> k_ss = nngp_diagonal(be, m, xb);
   if (m.settings.lambda == 0) {
     Matrix<double> v = theta_xs;  // Theta^-1 Theta_X*
@@ -98,7 +98,8 @@ void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMat
       const double sigma = std::max(0.0, k_ss(i, 0) + column_dot(v, kv, i) - 2 * column_dot(v, k_xs, i));
       double* cov = out.covariance.row_data(r0 + i);
       for (std::int64_t a = 0; a < c; ++a)
-        for (std::int64_t b = 0; b < c; ++b) cov[a * c + b] = sigma * ((a == b ? 1.0 : 0.0) - 1.0 / double(c));
+        for (std::int64_t b = 0; b < c; ++b)
+          cov[a * c + b] = sigma * ((a == b ? 1.0 : 0.0) - 1.0 / double(c));
     }
     return;
   }
@@ -131,8 +132,8 @@ void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMat
       for (std::int64_t b = a; b < c; ++b) {
         double quad = 0;
         for (std::int64_t q = 0; q < c; ++q) quad += column_dot(v[a][q], kv[b][q], i);
-        const double value = (a == b ? k_ss(i, 0) : 0.0) - column_dot(v[a][b], k_xs, i) -
-                             column_dot(v[b][a], k_xs, i) + quad;
+        const double value =
+            (a == b ? k_ss(i, 0) : 0.0) - column_dot(v[a][b], k_xs, i) - column_dot(v[b][a], k_xs, i) + quad;
         cov[a * c + b] = cov[b * c + a] = value;
       }
   }
@@ -145,8 +146,8 @@ void finish_gaussian(const UncertaintyOptions& o, std::int64_t c, UncertaintyRes
     for (std::int64_t a = 0; a < c; ++a) out.logit_var(i, a) = std::max(0.0, cov[a * c + a]);
     double expected = 0;
     gaussian_softmax_statistics(out.mean_logits.row_data(i), cov, static_cast<int>(c), o.probability_samples,
-                                stream_seed(o.seed, 1, static_cast<std::uint64_t>(i)), out.mean_probs.row_data(i),
-                                expected);
+                                stream_seed(o.seed, 1, static_cast<std::uint64_t>(i)),
+                                out.mean_probs.row_data(i), expected);
     out.expected_entropy(i, 0) = expected;
   }
 }
@@ -188,7 +189,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
     Matrix<double> cs(n, c);
     if (k > 0) {
       NewtonOptions opt;
-      opt.solver = m.diagnostics.solver_used == SolverKind::matrix_free ? SolverKind::matrix_free : SolverKind::direct;
+      opt.solver =
+          m.diagnostics.solver_used == SolverKind::matrix_free ? SolverKind::matrix_free : SolverKind::direct;
       opt.tolerance = m.settings.tolerance;
       opt.max_steps = m.settings.max_newton_steps;
       opt.max_cg_iterations = m.settings.max_cg_iterations;
@@ -211,7 +213,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
     zs.push_back(std::move(z));
     coef.push_back(std::move(cs));
   }
-  const std::int64_t tile = o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(4) << 20) / n);
+  const std::int64_t tile =
+      o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(4) << 20) / n);
   Matrix<double> sum_sq(t, c, 0.0);
   std::vector<double> f(static_cast<std::size_t>(c)), p(static_cast<std::size_t>(c));
   for (std::int64_t r0 = 0; r0 < t; r0 += tile) {
@@ -230,7 +233,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
         double var = k_ss(i, 0);
         for (std::int64_t q = 0; q < n; ++q) var -= a(q, i) * a(q, i);
         const double sd = std::sqrt(std::max(var, 0.0));
-        std::mt19937_64 rng(stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(r0 + i)));
+        std::mt19937_64 rng(
+            stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(r0 + i)));
         std::normal_distribution<double> normal;
         double centre = 0;
         for (std::int64_t q = 0; q < c; ++q) {
@@ -267,21 +271,26 @@ UncertaintyMode parse_uncertainty_mode(std::string_view name) {
   if (name == "exact") return UncertaintyMode::exact;
   if (name == "linearized") return UncertaintyMode::linearized;
   if (name == "mc" || name == "monte_carlo") return UncertaintyMode::monte_carlo;
-  throw InvalidArgument("unknown uncertainty mode '" + std::string(name) + "' (known: none, exact, linearized, mc)");
+  throw InvalidArgument("unknown uncertainty mode '" + std::string(name) +
+                        "' (known: none, exact, linearized, mc)");
 }
 
 const char* uncertainty_mode_name(UncertaintyMode mode) {
   switch (mode) {
-    case UncertaintyMode::none: return "none";
-    case UncertaintyMode::exact: return "exact";
-    case UncertaintyMode::linearized: return "linearized";
-    case UncertaintyMode::monte_carlo: return "mc";
+    case UncertaintyMode::none:
+      return "none";
+    case UncertaintyMode::exact:
+      return "exact";
+    case UncertaintyMode::linearized:
+      return "linearized";
+    case UncertaintyMode::monte_carlo:
+      return "mc";
   }
   return "?";
 }
 
-void gaussian_softmax_statistics(const double* mean, const double* cov, int classes, int draws, std::uint64_t seed,
-                                 double* mean_probs, double& expected_entropy) {
+void gaussian_softmax_statistics(const double* mean, const double* cov, int classes, int draws,
+                                 std::uint64_t seed, double* mean_probs, double& expected_entropy) {
   std::vector<double> l(static_cast<std::size_t>(classes * classes)), z(static_cast<std::size_t>(classes)),
       f(static_cast<std::size_t>(classes)), p(static_cast<std::size_t>(classes));
   psd_factor(cov, classes, l.data());
@@ -311,8 +320,9 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
   if (o.mode == UncertaintyMode::linearized && !regularized)
     throw InvalidArgument("uncertainty 'linearized' needs lambda > 0; for lambda = 0 use exact");
   if (o.mode != UncertaintyMode::none && m.f0_train.size() > 0)
-    throw InvalidArgument("this model was fitted with a given f0; uncertainty over initialization needs the "
-                          "deterministic fit (f0 = 0)");
+    throw InvalidArgument(
+        "this model was fitted with a given f0; uncertainty over initialization needs the "
+        "deterministic fit (f0 = 0)");
   if (!regularized && m.theta_factor.size() == 0) throw InvalidArgument("the model has no kernel factor");
   const Prediction mean = predict(be, m, x);
   const std::int64_t t = x.rows, c = m.num_classes;
@@ -344,13 +354,15 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
     if (regularized) {
       sh.k = 1.0 / (double(n) * m.settings.lambda);
       Matrix<double> p(n, c);
-      for (std::int64_t i = 0; i < n; ++i) sample::softmax(m.train_logits.row_data(i), static_cast<int>(c), p.row_data(i));
+      for (std::int64_t i = 0; i < n; ++i)
+        sample::softmax(m.train_logits.row_data(i), static_cast<int>(c), p.row_data(i));
       const Matrix<double> theta = model_kernel(be, m, train, nullptr, KernelSelection::ntk);
       sh.factors = laplace_factors(be, theta.view(), sh.k, p);
     }
     // Test points per batch: the linearized mode holds 2 C^2 blocks of N x batch.
     const std::int64_t per = regularized ? 2 * c * c * n : 4 * n;
-    const std::int64_t tile = o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(32) << 20) / per);
+    const std::int64_t tile =
+        o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(32) << 20) / per);
     for (std::int64_t r0 = 0; r0 < t; r0 += tile)
       gaussian_covariance(be, m, sh, x.block(r0, 0, std::min(tile, t - r0), x.cols), r0, out);
     finish_gaussian(o, c, out);
@@ -359,7 +371,8 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
     out.predictive_entropy(i, 0) = entropy(out.mean_probs.row_data(i), static_cast<int>(c));
     out.mutual_info(i, 0) = std::max(0.0, out.predictive_entropy(i, 0) - out.expected_entropy(i, 0));
     out.classes[static_cast<std::size_t>(i)] =
-        std::max_element(out.mean_probs.row_data(i), out.mean_probs.row_data(i) + c) - out.mean_probs.row_data(i);
+        std::max_element(out.mean_probs.row_data(i), out.mean_probs.row_data(i) + c) -
+        out.mean_probs.row_data(i);
   }
   return out;
 }

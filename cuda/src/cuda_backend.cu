@@ -20,7 +20,8 @@ std::size_t default_budget(int device) {
 class CudaBackendImpl final : public CudaBackend {
  public:
   CudaBackendImpl(int device, const BackendOptions& options)
-      : resources_(device, options.device_memory_budget ? options.device_memory_budget : default_budget(device)) {}
+      : resources_(device,
+                   options.device_memory_budget ? options.device_memory_budget : default_budget(device)) {}
 
   std::string name() const override { return "cuda:" + std::to_string(resources_.device()); }
   std::string description() const override {
@@ -68,7 +69,9 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
  private:
-  std::size_t resources_pool_budget() const { return const_cast<DeviceResources&>(resources_).pool().stats().budget; }
+  std::size_t resources_pool_budget() const {
+    return const_cast<DeviceResources&>(resources_).pool().stats().budget;
+  }
   // One operation at a time per device: the streams and tile buffers belong to the running request.
   std::mutex mutex_;
   DeviceResources resources_;
@@ -80,8 +83,8 @@ std::unique_ptr<CudaBackend> make_cuda_backend(int device, const BackendOptions&
   const int count = device_count();
   if (count == 0) throw Unavailable("CUDA backend unavailable: " + unavailable_reason());
   if (device < 0 || device >= count)
-    throw InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
-                          " present)");
+    throw InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (" +
+                          std::to_string(count) + " present)");
   return std::make_unique<CudaBackendImpl>(device, options);
 }
 

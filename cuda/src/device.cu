@@ -38,7 +38,9 @@ DeviceResources::~DeviceResources() {
     if (s) cudaStreamDestroy(s);
 }
 
-void DeviceResources::activate() const { NTK_CUDA_CHECK(cudaSetDevice(device_)); }
+void DeviceResources::activate() const {
+  NTK_CUDA_CHECK(cudaSetDevice(device_));
+}
 
 cublasHandle_t DeviceResources::cublas() {
   std::lock_guard lock(handle_mutex_);

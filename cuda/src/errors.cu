@@ -17,12 +17,15 @@ void throw_cuda_error(cudaError_t status, const char* call, const char* file, in
   const std::string message = std::string("CUDA error ") + cudaGetErrorName(status) + " (" +
                               cudaGetErrorString(status) + ") in " + where(call, file, line);
   switch (status) {
-    case cudaErrorMemoryAllocation: throw ResourceExhausted(message);
+    case cudaErrorMemoryAllocation:
+      throw ResourceExhausted(message);
     case cudaErrorNoDevice:
     case cudaErrorInsufficientDriver:
     case cudaErrorInvalidDevice:
-    case cudaErrorDevicesUnavailable: throw Unavailable(message);
-    default: throw InternalError(message);
+    case cudaErrorDevicesUnavailable:
+      throw Unavailable(message);
+    default:
+      throw InternalError(message);
   }
 }
 

@@ -59,8 +59,8 @@ __global__ void fused_tile_kernel(RecursionParams<T> p, TileGeometry g, T* nngp,
     // On the diagonal the exact |x|^2/d replaces the GEMM's x.x, as on the CPU.
     const T dot = (g.diagonal && i == j) ? row_sq[g.row0 + i] : (kNtk ? ntk[at] : nngp[at]);
     T s, t;
-    kernel_entry<F, kNtk>(p, dot, row_vars + g.row0 + i, static_cast<int>(n_rows_total), col_vars + g.col0 + j,
-                          static_cast<int>(n_cols_total), s, t);
+    kernel_entry<F, kNtk>(p, dot, row_vars + g.row0 + i, static_cast<int>(n_rows_total),
+                          col_vars + g.col0 + j, static_cast<int>(n_cols_total), s, t);
     if (kNngp) nngp[at] = s;
     if (kNtk) ntk[at] = t;
   }
@@ -71,10 +71,18 @@ void launch_diagonal(const RecursionParams<T>& p, const T* sq, std::int64_t n, T
                      cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
   switch (p.family) {
-    case ActFamily::abrelu: diagonal_kernel<ActFamily::abrelu><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk); break;
-    case ActFamily::erf: diagonal_kernel<ActFamily::erf><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk); break;
-    case ActFamily::gelu: diagonal_kernel<ActFamily::gelu><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk); break;
-    case ActFamily::quadrature: diagonal_kernel<ActFamily::quadrature><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk); break;
+    case ActFamily::abrelu:
+      diagonal_kernel<ActFamily::abrelu><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk);
+      break;
+    case ActFamily::erf:
+      diagonal_kernel<ActFamily::erf><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk);
+      break;
+    case ActFamily::gelu:
+      diagonal_kernel<ActFamily::gelu><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk);
+      break;
+    case ActFamily::quadrature:
+      diagonal_kernel<ActFamily::quadrature><<<blocks, kThreads, 0, stream>>>(p, sq, n, vars, nngp, ntk);
+      break;
   }
   NTK_CUDA_CHECK_LAUNCH("diagonal_kernel");
 }
@@ -94,13 +102,21 @@ void launch_tile_family(const RecursionParams<T>& p, const TileGeometry& g, T* n
 }
 
 template <class T>
-void launch_tile(const RecursionParams<T>& p, const TileGeometry& g, T* nngp, T* ntk, const T* rv, std::int64_t nr,
-                 const T* cv, std::int64_t nc, const T* sq, cudaStream_t stream) {
+void launch_tile(const RecursionParams<T>& p, const TileGeometry& g, T* nngp, T* ntk, const T* rv,
+                 std::int64_t nr, const T* cv, std::int64_t nc, const T* sq, cudaStream_t stream) {
   switch (p.family) {
-    case ActFamily::abrelu: launch_tile_family<ActFamily::abrelu>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream); break;
-    case ActFamily::erf: launch_tile_family<ActFamily::erf>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream); break;
-    case ActFamily::gelu: launch_tile_family<ActFamily::gelu>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream); break;
-    case ActFamily::quadrature: launch_tile_family<ActFamily::quadrature>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream); break;
+    case ActFamily::abrelu:
+      launch_tile_family<ActFamily::abrelu>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream);
+      break;
+    case ActFamily::erf:
+      launch_tile_family<ActFamily::erf>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream);
+      break;
+    case ActFamily::gelu:
+      launch_tile_family<ActFamily::gelu>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream);
+      break;
+    case ActFamily::quadrature:
+      launch_tile_family<ActFamily::quadrature>(p, g, nngp, ntk, rv, nr, cv, nc, sq, stream);
+      break;
   }
 }
 
@@ -109,14 +125,14 @@ void launch_tile(const RecursionParams<T>& p, const TileGeometry& g, T* nngp, T*
 void gemm_abt(cublasHandle_t h, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
               const float* b, float* c, std::int64_t ldc) {
   const float beta = 0;
-  NTK_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, b, int(k), a, int(k),
-                               &beta, c, int(ldc)));
+  NTK_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, b, int(k), a,
+                               int(k), &beta, c, int(ldc)));
 }
 void gemm_abt(cublasHandle_t h, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
               const double* b, double* c, std::int64_t ldc) {
   const double beta = 0;
-  NTK_CUBLAS_CHECK(cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, b, int(k), a, int(k),
-                               &beta, c, int(ldc)));
+  NTK_CUBLAS_CHECK(cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, b, int(k), a,
+                               int(k), &beta, c, int(ldc)));
 }
 
 class PinnedBuffer {
@@ -154,13 +170,14 @@ DeviceInputs<T> upload_inputs(DeviceResources& r, const RecursionParams<T>& p, C
   in.x = r.pool().allocate(n * d * sizeof(T), "kernel inputs");
   in.sq = r.pool().allocate(n * sizeof(T), "kernel input norms");
   in.vars = r.pool().allocate(std::max<std::size_t>(1, n * p.depth) * sizeof(T), "kernel layer variances");
-  NTK_CUDA_CHECK(cudaMemcpy2DAsync(in.x.template as<T>(), d * sizeof(T), x.data, x.ld * sizeof(T), d * sizeof(T), n,
-                                   cudaMemcpyHostToDevice, stream));
+  NTK_CUDA_CHECK(cudaMemcpy2DAsync(in.x.template as<T>(), d * sizeof(T), x.data, x.ld * sizeof(T),
+                                   d * sizeof(T), n, cudaMemcpyHostToDevice, stream));
   const unsigned blocks = static_cast<unsigned>((n * 32 + kThreads - 1) / kThreads);
   squared_norms_kernel<<<blocks, kThreads, 0, stream>>>(in.x.template as<const T>(), x.rows, x.cols,
                                                         in.sq.template as<T>());
   NTK_CUDA_CHECK_LAUNCH("squared_norms_kernel");
-  launch_diagonal(p, in.sq.template as<const T>(), x.rows, in.vars.template as<T>(), diag_nngp, diag_ntk, stream);
+  launch_diagonal(p, in.sq.template as<const T>(), x.rows, in.vars.template as<T>(), diag_nngp, diag_ntk,
+                  stream);
   return in;
 }
 
@@ -174,7 +191,8 @@ RecursionParams<T> device_params(DeviceResources& r, const HostRecursion<T>& hos
     throw InvalidArgument("custom (registered) activations run on the CPU backend only");
   const std::size_t deg = static_cast<std::size_t>(p.gh_degree);
   storage = r.pool().allocate(2 * deg * sizeof(T), "quadrature rule");
-  NTK_CUDA_CHECK(cudaMemcpyAsync(storage.as<T>(), p.gh_nodes, deg * sizeof(T), cudaMemcpyHostToDevice, stream));
+  NTK_CUDA_CHECK(
+      cudaMemcpyAsync(storage.as<T>(), p.gh_nodes, deg * sizeof(T), cudaMemcpyHostToDevice, stream));
   NTK_CUDA_CHECK(
       cudaMemcpyAsync(storage.as<T>() + deg, p.gh_weights, deg * sizeof(T), cudaMemcpyHostToDevice, stream));
   p.gh_nodes = storage.as<T>();
@@ -193,8 +211,8 @@ void check_same_dims(std::int64_t d1, std::int64_t d2) {
 }  // namespace
 
 template <class T>
-void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
-                     KernelOutputs<T> out, const AssemblyOptions& options) {
+void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x1,
+                     const ConstMatrixView<T>* x2, KernelOutputs<T> out, const AssemblyOptions& options) {
   if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
   check_kernel_input(x1, x2 ? "x1" : "x");
   if (x2) {
@@ -231,8 +249,8 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
 
   const int kernels = (out.nngp.empty() ? 0 : 1) + (out.ntk.empty() ? 0 : 1);
   // Tile edge: as large as the budget allows (big GEMMs run closest to peak), at most 8192.
-  std::int64_t tile = std::min<std::int64_t>(
-      options.tile_rows > 0 ? options.tile_rows : 8192, std::max(n1, n2));
+  std::int64_t tile =
+      std::min<std::int64_t>(options.tile_rows > 0 ? options.tile_rows : 8192, std::max(n1, n2));
   const MemoryStats mem = r.pool().stats();
   const std::size_t available = mem.budget > mem.in_use ? mem.budget - mem.in_use : 0;
   auto tile_bytes = [&](std::int64_t t) { return std::size_t(2) * kernels * std::size_t(t * t) * sizeof(T); };
@@ -302,7 +320,8 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
 }
 
 template <class T>
-void assemble_diagonal(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x, KernelDiagonal<T> out) {
+void assemble_diagonal(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x,
+                       KernelDiagonal<T> out) {
   if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
   const std::span<T> spans[2] = {out.nngp, out.ntk};
   for (const std::span<T>& s : spans)
@@ -331,9 +350,11 @@ void assemble_diagonal(DeviceResources& r, const KernelSpec& spec, ConstMatrixVi
 }
 
 template void assemble_kernel<float>(DeviceResources&, const KernelSpec&, ConstMatrixView<float>,
-                                     const ConstMatrixView<float>*, KernelOutputs<float>, const AssemblyOptions&);
+                                     const ConstMatrixView<float>*, KernelOutputs<float>,
+                                     const AssemblyOptions&);
 template void assemble_kernel<double>(DeviceResources&, const KernelSpec&, ConstMatrixView<double>,
-                                      const ConstMatrixView<double>*, KernelOutputs<double>, const AssemblyOptions&);
+                                      const ConstMatrixView<double>*, KernelOutputs<double>,
+                                      const AssemblyOptions&);
 template void assemble_diagonal<float>(DeviceResources&, const KernelSpec&, ConstMatrixView<float>,
                                        KernelDiagonal<float>);
 template void assemble_diagonal<double>(DeviceResources&, const KernelSpec&, ConstMatrixView<double>,

@@ -20,23 +20,25 @@ DeviceBuffer upload(DeviceResources& r, ConstMatrixView<double> m, const char* w
 
 void download(const DeviceBuffer& b, MatrixView<double> m, cudaStream_t s) {
   if (m.rows && m.cols)
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(m.data, std::size_t(m.ld) * sizeof(double), b.as<double>(),
-                                     std::size_t(m.cols) * sizeof(double), std::size_t(m.cols) * sizeof(double),
-                                     std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(
+        m.data, std::size_t(m.ld) * sizeof(double), b.as<double>(), std::size_t(m.cols) * sizeof(double),
+        std::size_t(m.cols) * sizeof(double), std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
   NTK_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
-std::string shape(std::int64_t r, std::int64_t c) { return std::to_string(r) + " x " + std::to_string(c); }
+std::string shape(std::int64_t r, std::int64_t c) {
+  return std::to_string(r) + " x " + std::to_string(c);
+}
 
 }  // namespace
 
-void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
-          double beta, MatrixView<double> c) {
+void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<double> a,
+          ConstMatrixView<double> b, double beta, MatrixView<double> c) {
   const std::int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
   const std::int64_t kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
   if (k != kb || c.rows != m || c.cols != n)
-    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + " * " + shape(b.rows, b.cols) +
-                          " -> " + shape(c.rows, c.cols));
+    throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + " * " +
+                          shape(b.rows, b.cols) + " -> " + shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
   r.activate();
   cudaStream_t s = r.stream(0);
@@ -46,9 +48,9 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
   cublasHandle_t h = r.cublas();
   NTK_CUBLAS_CHECK(cublasSetStream(h, s));
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
-  NTK_CUBLAS_CHECK(cublasDgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m),
-                               int(k), &alpha, db.as<double>(), int(b.cols), da.as<double>(), int(a.cols), &beta,
-                               dc.as<double>(), int(n)));
+  NTK_CUBLAS_CHECK(cublasDgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(n),
+                               int(m), int(k), &alpha, db.as<double>(), int(b.cols), da.as<double>(),
+                               int(a.cols), &beta, dc.as<double>(), int(n)));
   download(dc, c, s);
 }
 
@@ -69,20 +71,22 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
   } guard{params};
   std::size_t device_bytes = 0, host_bytes = 0;
   // Row-major lower == column-major upper of the same memory.
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n,
-                                                 CUDA_R_64F, &device_bytes, &host_bytes));
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F,
+                                                 d.as<double>(), n, CUDA_R_64F, &device_bytes, &host_bytes));
   DeviceBuffer work = r.pool().allocate(std::max<std::size_t>(device_bytes, 1), "Cholesky workspace");
   DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky info");
   std::vector<char> host_work(std::max<std::size_t>(host_bytes, 1));
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n, CUDA_R_64F,
-                                      work.as<void>(), device_bytes, host_work.data(), host_bytes, info.as<int>()));
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n,
+                                      CUDA_R_64F, work.as<void>(), device_bytes, host_work.data(), host_bytes,
+                                      info.as<int>()));
   int host_info = 0;
   NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
   download(d, a, s);
   if (host_info > 0)
-    throw NumericalError(std::string(what) + " is not positive definite (leading minor " + std::to_string(host_info) +
-                         " of " + std::to_string(n) + ")");
-  if (host_info < 0) throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
+    throw NumericalError(std::string(what) + " is not positive definite (leading minor " +
+                         std::to_string(host_info) + " of " + std::to_string(n) + ")");
+  if (host_info < 0)
+    throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
 }
 
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
@@ -92,14 +96,16 @@ void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<
   if (b.rows == 0 || b.cols == 0) return;
   r.activate();
   cudaStream_t s = r.stream(0);
-  DeviceBuffer dl = upload(r, l, "triangular factor", s), db = upload(r, b, "triangular solve right-hand side", s);
+  DeviceBuffer dl = upload(r, l, "triangular factor", s),
+               db = upload(r, b, "triangular solve right-hand side", s);
   cublasHandle_t h = r.cublas();
   NTK_CUBLAS_CHECK(cublasSetStream(h, s));
   const double one = 1;
   // Row-major L X = B is column-major X^T L^T = B^T, with L^T upper triangular in column-major storage.
-  NTK_CUBLAS_CHECK(cublasDtrsm(h, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER, transpose ? CUBLAS_OP_T : CUBLAS_OP_N,
-                               CUBLAS_DIAG_NON_UNIT, int(b.cols), int(b.rows), &one, dl.as<double>(), int(l.cols),
-                               db.as<double>(), int(b.cols)));
+  NTK_CUBLAS_CHECK(cublasDtrsm(h, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER,
+                               transpose ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, int(b.cols),
+                               int(b.rows), &one, dl.as<double>(), int(l.cols), db.as<double>(),
+                               int(b.cols)));
   download(db, b, s);
 }
 

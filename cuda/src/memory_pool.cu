@@ -31,7 +31,8 @@ MemoryPool::MemoryPool(int device, std::size_t budget) : device_(device), budget
 MemoryPool::~MemoryPool() {
   std::lock_guard lock(mutex_);
   drop_cache_locked();
-  if (in_use_ != 0) log_warning("CUDA memory pool destroyed with " + std::to_string(in_use_) + " bytes in use");
+  if (in_use_ != 0)
+    log_warning("CUDA memory pool destroyed with " + std::to_string(in_use_) + " bytes in use");
 }
 
 void MemoryPool::drop_cache_locked() noexcept {

@@ -460,7 +460,8 @@ TEST(AssemblyProperties, OverflowIsReportedNotReturnedAsNaN) {
     EXPECT_NE(std::string(e.what()).find("overflows float32 at layer"), std::string::npos) << e.what();
   }
   std::vector<float> diag(2);
-  EXPECT_THROW(ntk::assemble_diagonal<float>(spec, x.view(), {std::span<float>(diag), {}}), ntk::InvalidArgument);
+  EXPECT_THROW(ntk::assemble_diagonal<float>(spec, x.view(), {std::span<float>(diag), {}}),
+               ntk::InvalidArgument);
   // float64 has the range for it.
   Matrix<double> xd(2, 3);
   std::copy(std::begin(values), std::end(values), xd.data());

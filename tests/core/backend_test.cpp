@@ -27,7 +27,8 @@ TEST(BackendSelection, CudaWithoutDeviceIsAClearError) {
     FAIL();
   } catch (const ntk::Unavailable& e) {
     const std::string m = e.what();
-    EXPECT_TRUE(m.find("no CUDA") != std::string::npos || m.find("no CUDA backend") != std::string::npos) << m;
+    EXPECT_TRUE(m.find("no CUDA") != std::string::npos || m.find("no CUDA backend") != std::string::npos)
+        << m;
   }
 }
 

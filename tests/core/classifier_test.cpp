@@ -91,7 +91,8 @@ Matrix<double> dense_reference(const Matrix<double>& theta, double k, const Matr
       for (auto& v : p) v /= sum;
       for (std::size_t a = 0; a < c; ++a) {
         grad[i * c + a] = p[a] - y(i, a);
-        for (std::size_t b = 0; b < c; ++b) hess[(i * c + a) * m + i * c + b] = (a == b ? p[a] : 0.0) - p[a] * p[b];
+        for (std::size_t b = 0; b < c; ++b)
+          hess[(i * c + a) * m + i * c + b] = (a == b ? p[a] : 0.0) - p[a] * p[b];
       }
     }
     for (std::size_t i = 0; i < n; ++i)
@@ -114,7 +115,8 @@ Matrix<double> dense_reference(const Matrix<double>& theta, double k, const Matr
 }
 
 // max |h + k Theta (softmax(h) - Y)|, computed here independently of the library.
-double independent_residual(const Matrix<double>& theta, double k, const Matrix<double>& y, const Matrix<double>& h) {
+double independent_residual(const Matrix<double>& theta, double k, const Matrix<double>& y,
+                            const Matrix<double>& h) {
   const std::int64_t n = h.rows(), c = h.cols();
   Matrix<double> g(n, c);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -185,10 +187,11 @@ TEST_F(ClassifierTest, ObjectiveDecreasesMonotonically) {
     s.lambda = 1e-4;
     s.solver = solver;
     std::vector<ntk::StepRecord> seen;
-    const ntk::Model m = ntk::fit_classifier(cpu_, relu_spec(3), x.view(), targets, s, [&](const ntk::StepRecord& r) {
-      seen.push_back(r);
-      return true;
-    });
+    const ntk::Model m =
+        ntk::fit_classifier(cpu_, relu_spec(3), x.view(), targets, s, [&](const ntk::StepRecord& r) {
+          seen.push_back(r);
+          return true;
+        });
     ASSERT_TRUE(m.diagnostics.converged) << ntk::solver_name(solver) << ": " << m.diagnostics.message;
     ASSERT_EQ(seen.size(), m.diagnostics.history.size());
     ASSERT_GE(seen.size(), 2u);
@@ -254,7 +257,8 @@ TEST_F(ClassifierTest, SmallLambdaApproachesClosedForm) {
   const auto targets = ntk::targets_from_labels(random_labels(20, 3, 14), 3, 0.3);
   ntk::FitSettings s;
   s.lambda = 0;
-  const auto limit = ntk::predict(cpu_, ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s), xt.view());
+  const auto limit =
+      ntk::predict(cpu_, ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s), xt.view());
   double previous = 1e300;
   for (double lambda : {1e-2, 1e-4, 1e-6}) {
     s.lambda = lambda;
@@ -301,7 +305,8 @@ TEST_F(ClassifierTest, ProgressCanCancel) {
   const auto targets = ntk::targets_from_labels(random_labels(30, 3, 18), 3, 0.0);
   ntk::FitSettings s;
   s.lambda = 1e-3;
-  EXPECT_THROW(ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s, [](const ntk::StepRecord&) { return false; }),
+  EXPECT_THROW(ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s,
+                                   [](const ntk::StepRecord&) { return false; }),
                ntk::Cancelled);
 }
 
@@ -362,19 +367,26 @@ TEST(Targets, LabelsSmoothingAndSoftTargets) {
     }
     return "";
   };
-  EXPECT_NE(message([&] { ntk::targets_from_labels(labels, 2, 0.0); }).find("label 2 at index 1 is outside [0, 2)"),
+  EXPECT_NE(
+      message([&] { ntk::targets_from_labels(labels, 2, 0.0); }).find("label 2 at index 1 is outside [0, 2)"),
+      std::string::npos);
+  EXPECT_NE(message([&] {
+              ntk::targets_from_labels(std::vector<std::int64_t>{0, 0}, 0, 0.0);
+            }).find("at least 2"),
             std::string::npos);
-  EXPECT_NE(message([&] { ntk::targets_from_labels(std::vector<std::int64_t>{0, 0}, 0, 0.0); }).find("at least 2"),
+  EXPECT_NE(message([&] { ntk::targets_from_labels({}, 3, 0.0); }).find("no training points"),
             std::string::npos);
-  EXPECT_NE(message([&] { ntk::targets_from_labels({}, 3, 0.0); }).find("no training points"), std::string::npos);
-  EXPECT_NE(message([&] { ntk::targets_from_labels(labels, 3, 1.0); }).find("label smoothing"), std::string::npos);
+  EXPECT_NE(message([&] { ntk::targets_from_labels(labels, 3, 1.0); }).find("label smoothing"),
+            std::string::npos);
   Matrix<double> soft(2, 2, 0.5);
   EXPECT_EQ(ntk::targets_from_probabilities(soft.view()).num_classes, 2);
   soft(1, 0) = 0.6;
-  EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("target row 1"), std::string::npos);
+  EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("target row 1"),
+            std::string::npos);
   soft(1, 0) = -0.5;
   soft(1, 1) = 1.5;
-  EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("entry 0 is -0.5"), std::string::npos);
+  EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("entry 0 is -0.5"),
+            std::string::npos);
 }
 
 }  // namespace

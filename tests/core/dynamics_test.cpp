@@ -43,8 +43,8 @@ double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
 }
 
 // The flow written out plainly (no library code but the kernel) and integrated by classic RK4.
-Matrix<double> rk4_logits(const Matrix<double>& theta, const Matrix<double>& y, const Matrix<double>& f0, double eta,
-                          double lambda, double t_end, int steps) {
+Matrix<double> rk4_logits(const Matrix<double>& theta, const Matrix<double>& y, const Matrix<double>& f0,
+                          double eta, double lambda, double t_end, int steps) {
   const std::int64_t n = y.rows(), c = y.cols();
   auto rhs = [&](const std::vector<double>& f) {
     std::vector<double> g(static_cast<std::size_t>(n * c)), out(g.size());
@@ -102,7 +102,8 @@ TEST_F(DynamicsTest, MatchesIndependentRk4AtFiniteTime) {
     EXPECT_LE(max_abs_diff(models[k].train_logits, ref), 1e-9) << time;
     // The predictor at the training points is f0 - Theta B / N: the same logits.
     const auto p = ntk::predict(cpu_, models[k], x.view(), 0, f0.view());
-    EXPECT_LE(max_abs_diff(p.logits, ref), 1e-6) << time;  // general-path diagonal noise, see classifier tests
+    EXPECT_LE(max_abs_diff(p.logits, ref), 1e-6)
+        << time;  // general-path diagonal noise, see classifier tests
   }
 }
 
@@ -117,7 +118,8 @@ TEST_F(DynamicsTest, LongTimeReachesTheFixedPoint) {
   // The slowest rate is eta * lambda = 0.2: t = 200 leaves e^-40 of the start.
   const auto flow = ntk::fit_dynamics(cpu_, spec(), x.view(), t, s, {200.0});
   EXPECT_LE(max_abs_diff(flow[0].train_logits, fixed.train_logits), 1e-7);
-  EXPECT_LE(max_abs_diff(ntk::predict(cpu_, flow[0], xt.view()).logits, ntk::predict(cpu_, fixed, xt.view()).logits),
+  EXPECT_LE(max_abs_diff(ntk::predict(cpu_, flow[0], xt.view()).logits,
+                         ntk::predict(cpu_, fixed, xt.view()).logits),
             1e-7);
 }
 
@@ -130,15 +132,16 @@ TEST_F(DynamicsTest, UnregularizedLongTimeReachesTheClosedForm) {
   s.learning_rate = 1.0;
   s.tolerance = 1e-10;
   const auto flow = ntk::fit_dynamics(cpu_, spec(), x.view(), t, s, {5e3});
-  EXPECT_LE(max_abs_diff(ntk::predict(cpu_, flow[0], xt.view()).probs, ntk::predict(cpu_, closed, xt.view()).probs),
-            1e-5);
+  EXPECT_LE(
+      max_abs_diff(ntk::predict(cpu_, flow[0], xt.view()).probs, ntk::predict(cpu_, closed, xt.view()).probs),
+      1e-5);
 }
 
 TEST_F(DynamicsTest, TimeThroughFitClassifierAndBadInputs) {
   const auto x = random_inputs(6, 3, 10);
   const auto t = ntk::targets_from_labels(labels(6, 2, 11), 2, 0.0);
   ntk::FitSettings s;
-  s.lambda = 0;     // one-hot targets and lambda = 0 are fine at a finite time
+  s.lambda = 0;  // one-hot targets and lambda = 0 are fine at a finite time
   s.time = 3.0;
   const auto m = ntk::fit_classifier(cpu_, spec(), x.view(), t, s);
   EXPECT_EQ(m.diagnostics.solver_used, ntk::SolverKind::dynamics);
@@ -148,9 +151,9 @@ TEST_F(DynamicsTest, TimeThroughFitClassifierAndBadInputs) {
   s.learning_rate = 0;
   EXPECT_THROW(ntk::fit_dynamics(cpu_, spec(), x.view(), t, s, {1.0}), ntk::InvalidArgument);
   s.learning_rate = 1;
-  EXPECT_THROW(ntk::fit_dynamics(cpu_, spec(), x.view(), t, s, {1.0},
-                                 [](const ntk::StepRecord&) { return false; }),
-               ntk::Cancelled);
+  EXPECT_THROW(
+      ntk::fit_dynamics(cpu_, spec(), x.view(), t, s, {1.0}, [](const ntk::StepRecord&) { return false; }),
+      ntk::Cancelled);
 }
 
 }  // namespace

@@ -31,8 +31,12 @@ void check_random(double max_ulp) {
   EXPECT_LE(worst, max_ulp);
 }
 
-TEST(FastMath, Atan2DoubleWithinTwoUlp) { check_random<double>(2.0); }
-TEST(FastMath, Atan2FloatWithinThreeUlp) { check_random<float>(3.0); }
+TEST(FastMath, Atan2DoubleWithinTwoUlp) {
+  check_random<double>(2.0);
+}
+TEST(FastMath, Atan2FloatWithinThreeUlp) {
+  check_random<float>(3.0);
+}
 
 TEST(FastMath, Atan2AxesAndZero) {
   const double pi = std::acos(-1.0);

@@ -19,7 +19,9 @@ std::string validation_error(const KernelSpec& spec) {
   return "";
 }
 
-TEST(KernelSpec, DefaultsAreValid) { EXPECT_EQ(validation_error(KernelSpec{}), ""); }
+TEST(KernelSpec, DefaultsAreValid) {
+  EXPECT_EQ(validation_error(KernelSpec{}), "");
+}
 
 TEST(KernelSpec, RejectsBadFieldsByName) {
   KernelSpec s;
@@ -86,8 +88,12 @@ TEST(KernelSpec, ResolvesFamilies) {
   EXPECT_EQ(ntk::resolve_activation(a).family, ntk::ActFamily::quadrature);
 }
 
-double cube(double x) { return x * x * x; }
-double three_square(double x) { return 3 * x * x; }
+double cube(double x) {
+  return x * x * x;
+}
+double three_square(double x) {
+  return 3 * x * x;
+}
 
 TEST(KernelSpec, RegistersCustomActivations) {
   ntk::register_activation("cube", &cube, &three_square);

@@ -46,7 +46,7 @@ double max_relative_difference(const ntk::Matrix<T>& a, const ntk::Matrix<T>& b)
 std::vector<ntk::KernelSpec> architectures() {
   std::vector<ntk::KernelSpec> specs;
   const ntk::Activation acts[] = {ntk::Activation::relu, ntk::Activation::leaky_relu, ntk::Activation::erf,
-                                  ntk::Activation::gelu, ntk::Activation::abs, ntk::Activation::tanh};
+                                  ntk::Activation::gelu, ntk::Activation::abs,        ntk::Activation::tanh};
   int depth = 0;
   for (auto a : acts) {
     ntk::KernelSpec s;
@@ -70,20 +70,26 @@ void compare_backends(ntk::Backend& gpu, ntk::Backend& cpu, double tolerance) {
       const ntk::ConstMatrixView<T> v2 = x2.view();
       const std::int64_t n2 = symmetric ? x1.rows() : x2.rows();
       ntk::Matrix<T> g_nngp(x1.rows(), n2, std::numeric_limits<T>::quiet_NaN());
-      ntk::Matrix<T> g_ntk(x1.rows(), n2, std::numeric_limits<T>::quiet_NaN());  // poisoned: all must be written
+      ntk::Matrix<T> g_ntk(x1.rows(), n2,
+                           std::numeric_limits<T>::quiet_NaN());  // poisoned: all must be written
       ntk::Matrix<T> c_nngp(x1.rows(), n2), c_ntk(x1.rows(), n2);
       ntk::AssemblyOptions small_tiles;
       small_tiles.tile_rows = small_tiles.tile_cols = 128;
       gpu.kernel(spec, x1.view(), symmetric ? nullptr : &v2, {g_nngp.view(), g_ntk.view()}, small_tiles);
       cpu.kernel(spec, x1.view(), symmetric ? nullptr : &v2, {c_nngp.view(), c_ntk.view()}, {});
-      EXPECT_LE(max_relative_difference(g_nngp, c_nngp), tolerance) << spec.describe() << " sym " << symmetric;
+      EXPECT_LE(max_relative_difference(g_nngp, c_nngp), tolerance)
+          << spec.describe() << " sym " << symmetric;
       EXPECT_LE(max_relative_difference(g_ntk, c_ntk), tolerance) << spec.describe() << " sym " << symmetric;
     }
   }
 }
 
-TEST_F(CudaBackendTest, KernelMatchesCpuFloat64) { compare_backends<double>(*gpu_, cpu_, 1e-10); }
-TEST_F(CudaBackendTest, KernelMatchesCpuFloat32) { compare_backends<float>(*gpu_, cpu_, 1e-4); }
+TEST_F(CudaBackendTest, KernelMatchesCpuFloat64) {
+  compare_backends<double>(*gpu_, cpu_, 1e-10);
+}
+TEST_F(CudaBackendTest, KernelMatchesCpuFloat32) {
+  compare_backends<float>(*gpu_, cpu_, 1e-4);
+}
 
 TEST_F(CudaBackendTest, DiagonalMatchesCpu) {
   ntk::KernelSpec spec;
@@ -125,7 +131,8 @@ TEST_F(CudaBackendTest, OverBudgetIsResourceExhausted) {
   auto small = ntk::cuda::make_cuda_backend(0, tiny);
   const auto x = random_matrix<double>(2000, 64, 4);
   ntk::Matrix<double> k(2000, 2000);
-  EXPECT_THROW(small->kernel(ntk::KernelSpec{}, x.view(), nullptr, {{}, k.view()}, {}), ntk::ResourceExhausted);
+  EXPECT_THROW(small->kernel(ntk::KernelSpec{}, x.view(), nullptr, {{}, k.view()}, {}),
+               ntk::ResourceExhausted);
 }
 
 TEST_F(CudaBackendTest, LinearAlgebraMatchesCpu) {

@@ -7,7 +7,8 @@ namespace ntkctl {
 const char* const kArchitectureHelp =
     "architecture:\n"
     "  --depth L                 hidden layers (default 1)\n"
-    "  --activation NAME         relu|erf|gelu|abrelu|leaky_relu|abs|sigmoid_like|identity|tanh|softplus|sin\n"
+    "  --activation NAME         "
+    "relu|erf|gelu|abrelu|leaky_relu|abs|sigmoid_like|identity|tanh|softplus|sin\n"
     "                            (default relu)\n"
     "  --act-a A --act-b B --act-c C\n"
     "                            leaky_relu: alpha = A; abrelu: a, b; erf: a erf(b x) + c\n"
@@ -20,7 +21,8 @@ Architecture parse_architecture(Args& args) {
   Architecture a;
   ntk::KernelSpec& s = a.spec;
   if (auto v = args.get_int("depth")) {
-    if (*v < 0 || *v > 1000) throw ntk::InvalidArgument("--depth must be in [0, 1000], got " + std::to_string(*v));
+    if (*v < 0 || *v > 1000)
+      throw ntk::InvalidArgument("--depth must be in [0, 1000], got " + std::to_string(*v));
     s.depth = static_cast<int>(*v);
   }
   if (auto v = args.get("activation")) {
@@ -56,8 +58,11 @@ Architecture parse_architecture(Args& args) {
   } catch (const ntk::InvalidArgument& e) {
     // Name the flag the field came from.
     std::string m = e.what();
-    for (auto [field, flag] : {std::pair{"w_std_out", "--w-std-out"}, {"b_std_out", "--b-std-out"},
-                               {"w_std", "--w-std"}, {"b_std", "--b-std"}, {"depth", "--depth"}}) {
+    for (auto [field, flag] : {std::pair{"w_std_out", "--w-std-out"},
+                               {"b_std_out", "--b-std-out"},
+                               {"w_std", "--w-std"},
+                               {"b_std", "--b-std"},
+                               {"depth", "--depth"}}) {
       if (m.rfind(field, 0) == 0) {
         m = std::string(flag) + m.substr(std::string(field).size());
         break;

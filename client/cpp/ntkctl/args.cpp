@@ -60,7 +60,8 @@ std::optional<long long> Args::get_int(const std::string& name) {
   if (!v) return std::nullopt;
   char* end = nullptr;
   const long long i = std::strtoll(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0') throw ntk::InvalidArgument("--" + name + " must be an integer, got '" + *v + "'");
+  if (v->empty() || *end != '\0')
+    throw ntk::InvalidArgument("--" + name + " must be an integer, got '" + *v + "'");
   return i;
 }
 

@@ -93,8 +93,8 @@ int run_fit(Args& args) {
   auto backend = ntk::make_backend(backend_name, backend_options);
   auto progress = [&](const ntk::StepRecord& r) {
     if (!quiet)
-      std::fprintf(stderr, "  step %3d  residual %.3e  objective %.12g  cg %4d  step size %.3g  %.2f s\n", r.step,
-                   r.residual, r.objective, r.cg_iterations, r.step_size, r.elapsed_seconds);
+      std::fprintf(stderr, "  step %3d  residual %.3e  objective %.12g  cg %4d  step size %.3g  %.2f s\n",
+                   r.step, r.residual, r.objective, r.cg_iterations, r.step_size, r.elapsed_seconds);
     return true;
   };
   ntk::Model model;
@@ -110,8 +110,8 @@ int run_fit(Args& args) {
   const auto& d = model.diagnostics;
   std::printf("wrote %s: N=%lld d=%lld C=%lld lambda=%g solver=%s, %s, %.3f s on %s\n", out.c_str(),
               static_cast<long long>(x.rows()), static_cast<long long>(x.cols()),
-              static_cast<long long>(model.num_classes), s.lambda, ntk::solver_name(d.solver_used), d.message.c_str(),
-              d.seconds, backend->name().c_str());
+              static_cast<long long>(model.num_classes), s.lambda, ntk::solver_name(d.solver_used),
+              d.message.c_str(), d.seconds, backend->name().c_str());
   return d.converged ? 0 : 3;
 }
 

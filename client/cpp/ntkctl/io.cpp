@@ -35,7 +35,8 @@ std::vector<std::int64_t> load_labels(const std::string& flag, const std::string
   if (!(a.shape.size() == 1 || (a.shape.size() == 2 && a.shape[1] == 1)))
     throw ntk::InvalidArgument(what + " must be a 1-D array of integer labels");
   if (a.dtype != ntk::DType::int32 && a.dtype != ntk::DType::int64)
-    throw ntk::InvalidArgument(what + " has dtype " + ntk::dtype_name(a.dtype) + "; labels must be int32 or int64");
+    throw ntk::InvalidArgument(what + " has dtype " + ntk::dtype_name(a.dtype) +
+                               "; labels must be int32 or int64");
   std::vector<std::int64_t> labels(static_cast<std::size_t>(a.shape[0]));
   for (std::size_t i = 0; i < labels.size(); ++i)
     labels[i] = a.dtype == ntk::DType::int32 ? reinterpret_cast<const std::int32_t*>(a.data.data())[i]
@@ -45,13 +46,16 @@ std::vector<std::int64_t> load_labels(const std::string& flag, const std::string
 
 void check_output_file(const std::string& flag, const std::string& path) {
   const fs::path p(path);
-  if (p.filename().empty()) throw ntk::InvalidArgument("--" + flag + " '" + path + "' names a directory, not a file");
+  if (p.filename().empty())
+    throw ntk::InvalidArgument("--" + flag + " '" + path + "' names a directory, not a file");
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    throw ntk::InvalidArgument("--" + flag + " '" + path + "': directory '" + dir.string() + "' does not exist");
+    throw ntk::InvalidArgument("--" + flag + " '" + path + "': directory '" + dir.string() +
+                               "' does not exist");
   if (access(dir.c_str(), W_OK) != 0)
-    throw ntk::InvalidArgument("--" + flag + " '" + path + "': directory '" + dir.string() + "' is not writable");
+    throw ntk::InvalidArgument("--" + flag + " '" + path + "': directory '" + dir.string() +
+                               "' is not writable");
   if (fs::is_directory(p, ec)) throw ntk::InvalidArgument("--" + flag + " '" + path + "' is a directory");
 }
 
@@ -61,7 +65,8 @@ void prepare_output_dir(const std::string& flag, const std::string& dir) {
     throw ntk::InvalidArgument("--" + flag + " '" + dir + "' exists and is not a directory");
   fs::create_directories(dir, ec);
   if (ec) throw ntk::InvalidArgument("--" + flag + " '" + dir + "': cannot create it: " + ec.message());
-  if (access(dir.c_str(), W_OK) != 0) throw ntk::InvalidArgument("--" + flag + " '" + dir + "' is not writable");
+  if (access(dir.c_str(), W_OK) != 0)
+    throw ntk::InvalidArgument("--" + flag + " '" + dir + "' is not writable");
 }
 
 void write_all(const std::string& dir, const std::vector<NamedArray>& arrays) {

@@ -30,10 +30,10 @@ int compute(const Architecture& arch, const std::string& x1_path, const std::opt
     if (diagonal) {
       result = ntk::Matrix<T>(x1.rows(), 1);
       std::span<T> s(result.data(), result.size());
-      backend.kernel_diagonal(arch.spec, x1.view(),
-                              which == ntk::KernelSelection::nngp ? ntk::KernelDiagonal<T>{s, {}}
-                                                                  : ntk::KernelDiagonal<T>{{}, s},
-                              options);
+      backend.kernel_diagonal(
+          arch.spec, x1.view(),
+          which == ntk::KernelSelection::nngp ? ntk::KernelDiagonal<T>{s, {}} : ntk::KernelDiagonal<T>{{}, s},
+          options);
     } else {
       const ntk::ConstMatrixView<T> x2v = x2.view();
       result = ntk::Matrix<T>(x1.rows(), x2_path ? x2.rows() : x1.rows());
@@ -45,9 +45,12 @@ int compute(const Architecture& arch, const std::string& x1_path, const std::opt
   } catch (const ntk::InvalidArgument& e) {
     // Name the files behind the core's "x1"/"x2"/"x" in the message.
     std::string m = e.what();
-    if (m.rfind("x2 ", 0) == 0 && x2_path) m = "--x2 '" + *x2_path + "'" + m.substr(2);
-    else if (m.rfind("x1 ", 0) == 0) m = "--x1 '" + x1_path + "'" + m.substr(2);
-    else if (m.rfind("x ", 0) == 0) m = "--x1 '" + x1_path + "'" + m.substr(1);
+    if (m.rfind("x2 ", 0) == 0 && x2_path)
+      m = "--x2 '" + *x2_path + "'" + m.substr(2);
+    else if (m.rfind("x1 ", 0) == 0)
+      m = "--x1 '" + x1_path + "'" + m.substr(2);
+    else if (m.rfind("x ", 0) == 0)
+      m = "--x1 '" + x1_path + "'" + m.substr(1);
     throw ntk::InvalidArgument(m);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -84,7 +87,8 @@ int run_kernel(Args& args) {
     options.tile_rows = options.tile_cols = *t;
   }
   args.reject_unused();
-  if (kernel != "ntk" && kernel != "nngp") throw ntk::InvalidArgument("--kernel must be ntk or nngp, got '" + kernel + "'");
+  if (kernel != "ntk" && kernel != "nngp")
+    throw ntk::InvalidArgument("--kernel must be ntk or nngp, got '" + kernel + "'");
   if (diagonal && x2) throw ntk::InvalidArgument("--diagonal takes --x1 only (K(x, x) for each row)");
   check_output_file("out", out);
   const auto which = kernel == "nngp" ? ntk::KernelSelection::nngp : ntk::KernelSelection::ntk;

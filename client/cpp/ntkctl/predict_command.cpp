@@ -21,7 +21,8 @@ const char* const kPredictHelp =
     "  linearized: lambda > 0; mc: either (S seeded initializations, default 100).\n";
 
 const char* const kEvaluateHelp =
-    "usage: ntkctl evaluate --model MODEL --x T.npy --labels y.npy [--uncertainty MODE --samples S --seed N]\n"
+    "usage: ntkctl evaluate --model MODEL --x T.npy --labels y.npy [--uncertainty MODE --samples S --seed "
+    "N]\n"
     "                       [--bins B] [--f0 F0.npy] [--json] [--backend auto|cpu|cuda:N] [--threads N]\n"
     "  Accuracy, mean NLL, Brier score, ECE (B equal-width bins, default 15) and the reliability table,\n"
     "  of the mean probabilities (with --uncertainty, of E[softmax f] over initialization).\n";
@@ -82,7 +83,8 @@ ntk::UncertaintyResult run(const Request& r, Loaded& l) {
   try {
     if (!l.f0.size()) return ntk::predict_uncertainty(*l.backend, l.model, l.x.view(), r.uncertainty);
     if (r.uncertainty.mode != ntk::UncertaintyMode::none)
-      throw ntk::InvalidArgument("--f0 and --uncertainty exclude each other: the uncertainty is over f0 itself");
+      throw ntk::InvalidArgument(
+          "--f0 and --uncertainty exclude each other: the uncertainty is over f0 itself");
     const ntk::Prediction p = ntk::predict(*l.backend, l.model, l.x.view(), 0, l.f0.view());
     ntk::UncertaintyResult u;
     u.mean_logits = p.logits;
@@ -128,8 +130,9 @@ int run_predict(Args& args) {
   write_all(out_dir, arrays);
   write_labels(out_dir + "/classes.npy", u.classes);
   std::printf("wrote %lld predictions (%s) to %s on %s\n", static_cast<long long>(l.x.rows()),
-              r.uncertainty.mode == ntk::UncertaintyMode::none ? "mean predictor"
-                                                               : ntk::uncertainty_mode_name(r.uncertainty.mode),
+              r.uncertainty.mode == ntk::UncertaintyMode::none
+                  ? "mean predictor"
+                  : ntk::uncertainty_mode_name(r.uncertainty.mode),
               out_dir.c_str(), l.backend->name().c_str());
   return 0;
 }
@@ -158,17 +161,21 @@ int run_evaluate(Args& args) {
   }
   double mean_mi = 0;
   if (r.uncertainty.mode != ntk::UncertaintyMode::none)
-    for (std::int64_t i = 0; i < u.mutual_info.rows(); ++i) mean_mi += u.mutual_info(i, 0) / double(l.x.rows());
+    for (std::int64_t i = 0; i < u.mutual_info.rows(); ++i)
+      mean_mi += u.mutual_info(i, 0) / double(l.x.rows());
   if (json) {
     std::printf("{\"count\": %lld, \"accuracy\": %.17g, \"nll\": %.17g, \"brier\": %.17g, \"ece\": %.17g",
                 static_cast<long long>(m.count), m.accuracy, m.nll, m.brier, m.ece);
-    if (r.uncertainty.mode != ntk::UncertaintyMode::none) std::printf(", \"mean_mutual_info\": %.17g", mean_mi);
+    if (r.uncertainty.mode != ntk::UncertaintyMode::none)
+      std::printf(", \"mean_mutual_info\": %.17g", mean_mi);
     std::printf(", \"reliability\": [");
     for (std::size_t b = 0; b < m.reliability.size(); ++b) {
       const auto& bin = m.reliability[b];
-      std::printf("%s{\"lower\": %.17g, \"upper\": %.17g, \"count\": %lld, \"confidence\": %.17g, \"accuracy\": %.17g}",
-                  b ? ", " : "", bin.lower, bin.upper, static_cast<long long>(bin.count), bin.mean_confidence,
-                  bin.accuracy);
+      std::printf(
+          "%s{\"lower\": %.17g, \"upper\": %.17g, \"count\": %lld, \"confidence\": %.17g, \"accuracy\": "
+          "%.17g}",
+          b ? ", " : "", bin.lower, bin.upper, static_cast<long long>(bin.count), bin.mean_confidence,
+          bin.accuracy);
     }
     std::printf("]}\n");
     return 0;

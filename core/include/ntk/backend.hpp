@@ -29,8 +29,8 @@ class Backend {
 
   // Dense float64 linear algebra for the solvers, on host row-major matrices.
   // c = alpha op(a) op(b) + beta c.
-  virtual void gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
-                    double beta, MatrixView<double> c) = 0;
+  virtual void gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a,
+                    ConstMatrixView<double> b, double beta, MatrixView<double> c) = 0;
   // In place: the lower triangle becomes L with A = L L^T (the strict upper triangle is left as is).
   // Throws NumericalError naming `what` and the leading minor that is not positive definite.
   virtual void cholesky(MatrixView<double> a, const char* what) = 0;

@@ -17,9 +17,9 @@ namespace ntk {
 // targets), NumericalError (kernel not positive definite, with the advice to set diag_reg), Cancelled.
 // f0_train (N x C, optional): the network's outputs at initialization on the training points; empty
 // for the deterministic predictor f0 = 0.
-Model fit_classifier(Backend& backend, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
-                     const FitSettings& settings, const ProgressCallback& progress = {},
-                     ConstMatrixView<double> f0_train = {});
+Model fit_classifier(Backend& backend, const KernelSpec& spec, ConstMatrixView<double> x,
+                     const Targets& targets, const FitSettings& settings,
+                     const ProgressCallback& progress = {}, ConstMatrixView<double> f0_train = {});
 
 // The automatic choice between the direct and the matrix-free Newton step, and why.
 SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memory_bytes);
@@ -32,8 +32,8 @@ struct Prediction {
 
 // The mean predictor for x (T x d), computed in row tiles so Theta(x, X) is never held whole. f0_test
 // (T x C) is required exactly when the model was fitted with f0.
-Prediction predict(Backend& backend, const Model& model, ConstMatrixView<double> x, std::int64_t tile_rows = 0,
-                   ConstMatrixView<double> f0_test = {});
+Prediction predict(Backend& backend, const Model& model, ConstMatrixView<double> x,
+                   std::int64_t tile_rows = 0, ConstMatrixView<double> f0_test = {});
 
 // Theta(x, X) or K(x, X) (NNGP) of the model's spec in its dtype, as float64.
 Matrix<double> model_kernel(Backend& backend, const Model& model, ConstMatrixView<double> x1,

@@ -17,7 +17,8 @@ namespace ntk {
 // One model per requested time (ascending, > 0); settings.lambda >= 0, settings.learning_rate = eta,
 // settings.tolerance sets the integrator's relative tolerance. f0_train: N x C or empty (f0 = 0).
 std::vector<Model> fit_dynamics(Backend& backend, const KernelSpec& spec, ConstMatrixView<double> x,
-                                const Targets& targets, const FitSettings& settings, const std::vector<double>& times,
-                                const ProgressCallback& progress = {}, ConstMatrixView<double> f0_train = {});
+                                const Targets& targets, const FitSettings& settings,
+                                const std::vector<double>& times, const ProgressCallback& progress = {},
+                                ConstMatrixView<double> f0_train = {});
 
 }  // namespace ntk

@@ -16,7 +16,7 @@ enum class ErrorCode {
   unavailable,          // a backend or device that is not present
   cancelled,
   deadline_exceeded,
-  internal,             // a real fault: a bug or an unexpected library error
+  internal,  // a real fault: a bug or an unexpected library error
 };
 
 const char* error_code_name(ErrorCode code) noexcept;
@@ -30,9 +30,9 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
-#define NTK_DEFINE_ERROR(Name, code_value) \
-  class Name : public Error {              \
-   public:                                 \
+#define NTK_DEFINE_ERROR(Name, code_value)                                               \
+  class Name : public Error {                                                            \
+   public:                                                                               \
     explicit Name(const std::string& message) : Error(ErrorCode::code_value, message) {} \
   };
 

@@ -10,18 +10,42 @@
 namespace ntk::fm {
 
 // Overloads that resolve to the same libm/CUDA math routine on host and device.
-NTK_HD double sqrt(double x) { return ::sqrt(x); }
-NTK_HD float sqrt(float x) { return ::sqrtf(x); }
-NTK_HD double exp(double x) { return ::exp(x); }
-NTK_HD float exp(float x) { return ::expf(x); }
-NTK_HD double log1p(double x) { return ::log1p(x); }
-NTK_HD float log1p(float x) { return ::log1pf(x); }
-NTK_HD double tanh(double x) { return ::tanh(x); }
-NTK_HD float tanh(float x) { return ::tanhf(x); }
-NTK_HD double sin(double x) { return ::sin(x); }
-NTK_HD float sin(float x) { return ::sinf(x); }
-NTK_HD double cos(double x) { return ::cos(x); }
-NTK_HD float cos(float x) { return ::cosf(x); }
+NTK_HD double sqrt(double x) {
+  return ::sqrt(x);
+}
+NTK_HD float sqrt(float x) {
+  return ::sqrtf(x);
+}
+NTK_HD double exp(double x) {
+  return ::exp(x);
+}
+NTK_HD float exp(float x) {
+  return ::expf(x);
+}
+NTK_HD double log1p(double x) {
+  return ::log1p(x);
+}
+NTK_HD float log1p(float x) {
+  return ::log1pf(x);
+}
+NTK_HD double tanh(double x) {
+  return ::tanh(x);
+}
+NTK_HD float tanh(float x) {
+  return ::tanhf(x);
+}
+NTK_HD double sin(double x) {
+  return ::sin(x);
+}
+NTK_HD float sin(float x) {
+  return ::sinf(x);
+}
+NTK_HD double cos(double x) {
+  return ::cos(x);
+}
+NTK_HD float cos(float x) {
+  return ::cosf(x);
+}
 
 template <class T>
 NTK_HD T sqrt_clamped(T x) {
@@ -38,18 +62,19 @@ NTK_HD double atan_reduced(double x) {
         -1.228866684490136173410E2) *
            z +
        -6.485021904942025371773E1);
-  const double q = (((((z + 2.485846490142306297962E1) * z + 1.650270098316988542046E2) * z +
-                      4.328810604912902668951E2) *
-                         z +
-                     4.853903996359136964868E2) *
-                        z +
-                    1.945506571482613964425E2);
+  const double q =
+      (((((z + 2.485846490142306297962E1) * z + 1.650270098316988542046E2) * z + 4.328810604912902668951E2) *
+            z +
+        4.853903996359136964868E2) *
+           z +
+       1.945506571482613964425E2);
   return x + x * (z * p / q);
 }
 
 NTK_HD float atan_reduced(float x) {
   const float z = x * x;
-  return (((8.05374449538e-2f * z - 1.38776856032E-1f) * z + 1.99777106478E-1f) * z - 3.33329491539E-1f) * z * x +
+  return (((8.05374449538e-2f * z - 1.38776856032E-1f) * z + 1.99777106478E-1f) * z - 3.33329491539E-1f) * z *
+             x +
          x;
 }
 
@@ -68,8 +93,12 @@ struct AtanConstants<float> {
   static constexpr float tiny = 1.17549435e-38f;
 };
 
-NTK_HD double abs(double x) { return ::fabs(x); }
-NTK_HD float abs(float x) { return ::fabsf(x); }
+NTK_HD double abs(double x) {
+  return ::fabs(x);
+}
+NTK_HD float abs(float x) {
+  return ::fabsf(x);
+}
 
 // atan2(y, x) with the quadrant conventions of std::atan2 for finite arguments; atan2(0, 0) = 0 and
 // atan2(0, -x) = pi for x > 0 (the recursion only meets y >= 0 or x >= 0). With r = min/max of |x|, |y|,

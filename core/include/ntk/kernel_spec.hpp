@@ -12,7 +12,7 @@ namespace ntk {
 enum class Activation {
   identity,
   relu,
-  leaky_relu,    // parameter a = alpha
+  leaky_relu,  // parameter a = alpha
   abs,
   abrelu,        // a * min(x, 0) + b * max(x, 0)
   erf,           // a * erf(b x) + c
@@ -21,7 +21,7 @@ enum class Activation {
   tanh,          // Gauss-Hermite quadrature from here on
   softplus,
   sin,
-  custom,        // a function registered with register_activation()
+  custom,  // a function registered with register_activation()
 };
 
 // Parses "relu", "leaky_relu", ...; also accepts the name of a registered custom activation.

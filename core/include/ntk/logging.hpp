@@ -10,8 +10,14 @@ void set_log_level(LogLevel level);
 LogLevel log_level();
 // One line to stderr: "ntk <level> <message>". Thread-safe.
 void log(LogLevel level, const std::string& message);
-inline void log_info(const std::string& m) { log(LogLevel::info, m); }
-inline void log_warning(const std::string& m) { log(LogLevel::warning, m); }
-inline void log_debug(const std::string& m) { log(LogLevel::debug, m); }
+inline void log_info(const std::string& m) {
+  log(LogLevel::info, m);
+}
+inline void log_warning(const std::string& m) {
+  log(LogLevel::warning, m);
+}
+inline void log_debug(const std::string& m) {
+  log(LogLevel::debug, m);
+}
 
 }  // namespace ntk

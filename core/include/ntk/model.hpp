@@ -21,12 +21,12 @@ struct FitSettings {
   double lambda = 0;           // regularization strength, >= 0
   double label_smoothing = 0;  // eps in [0, 1); 0 when soft targets were given
   SolverKind solver = SolverKind::automatic;
-  double tolerance = 1e-10;    // on the fixed-point residual max|h + k Theta (softmax(f0 + h) - Y)|
+  double tolerance = 1e-10;  // on the fixed-point residual max|h + k Theta (softmax(f0 + h) - Y)|
   int max_newton_steps = 100;
   int max_cg_iterations = 500;
-  double diag_reg = 0;         // adds diag_reg * trace(Theta)/N * I (neural-tangents semantics)
-  double time = 0;             // > 0: the gradient-flow model at this time (SPEC section 2 dynamics)
-  double learning_rate = 1;    // eta of the gradient flow
+  double diag_reg = 0;       // adds diag_reg * trace(Theta)/N * I (neural-tangents semantics)
+  double time = 0;           // > 0: the gradient-flow model at this time (SPEC section 2 dynamics)
+  double learning_rate = 1;  // eta of the gradient flow
   ComputeType dtype = ComputeType::float64;
 };
 
@@ -57,8 +57,8 @@ struct Model {
   FitSettings settings;
   FitDiagnostics diagnostics;
   std::int64_t num_classes = 0;
-  Matrix<double> x_train;   // N x d
-  Matrix<double> targets;   // N x C probability rows
+  Matrix<double> x_train;  // N x d
+  Matrix<double> targets;  // N x C probability rows
   // Predictor: f(x*) = f0(x*) + Theta(x*, X) coefficients (N x C). For lambda > 0 coefficients = -A
   // with A = k (softmax f(X) - Y); for lambda = 0 coefficients = Theta^-1 (f_inf(X) - f0(X)).
   Matrix<double> coefficients;

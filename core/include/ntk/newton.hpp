@@ -39,7 +39,8 @@ struct FixedPointSolution {
 // Throws InvalidArgument for inconsistent shapes, Cancelled when progress returns false, and
 // NumericalError when a factorization fails. A run that hits max_steps returns with
 // diagnostics.converged = false and says so in diagnostics.message.
-FixedPointSolution solve_fixed_point(Backend& backend, const FixedPointProblem& problem, const NewtonOptions& options,
+FixedPointSolution solve_fixed_point(Backend& backend, const FixedPointProblem& problem,
+                                     const NewtonOptions& options,
                                      const FixedPointSolution* warm_start = nullptr,
                                      const ProgressCallback& progress = {});
 
@@ -52,7 +53,8 @@ struct LaplaceFactors {
   std::vector<std::vector<double>> sqrt_p;
   Matrix<double> m;
 };
-LaplaceFactors laplace_factors(Backend& backend, ConstMatrixView<double> theta, double k, const Matrix<double>& p);
+LaplaceFactors laplace_factors(Backend& backend, ConstMatrixView<double> theta, double k,
+                               const Matrix<double>& p);
 // v (N x m) <- E_c v.
 void apply_e(Backend& backend, const LaplaceFactors& f, std::size_t c, MatrixView<double> v);
 // v (N x m) <- M^-T M^-1 v.

@@ -26,7 +26,8 @@ NpyArray read_npy(const std::string& path);
 
 // Writes atomically: a temporary file in the same directory, fsync, rename. On any failure nothing is
 // left at `path` (nor the temporary).
-void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape, const void* data);
+void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape,
+               const void* data);
 
 template <class T>
 void write_npy(const std::string& path, const Matrix<T>& m);

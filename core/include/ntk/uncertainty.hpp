@@ -24,7 +24,7 @@ struct UncertaintyOptions {
   int samples = 100;              // mc: initializations drawn
   int probability_samples = 256;  // Gaussian modes: draws for the probability statistics
   std::uint64_t seed = 0;
-  std::int64_t tile_rows = 0;     // test points per batch (0: automatic)
+  std::int64_t tile_rows = 0;  // test points per batch (0: automatic)
 };
 
 struct UncertaintyResult {
@@ -45,7 +45,7 @@ UncertaintyResult predict_uncertainty(Backend& backend, const Model& model, Cons
 
 // Mean probabilities and entropies of softmax(mean + L z), z ~ N(0, I), from `draws` seeded draws;
 // `cov` is a C x C covariance (row-major). Exposed for tests.
-void gaussian_softmax_statistics(const double* mean, const double* cov, int classes, int draws, std::uint64_t seed,
-                                 double* mean_probs, double& expected_entropy);
+void gaussian_softmax_statistics(const double* mean, const double* cov, int classes, int draws,
+                                 std::uint64_t seed, double* mean_probs, double& expected_entropy);
 
 }  // namespace ntk

@@ -14,9 +14,9 @@ int device_count() noexcept;
 std::string unavailable_reason();
 
 struct MemoryStats {
-  std::size_t budget = 0;    // bytes this backend may hold on the device
-  std::size_t in_use = 0;    // bytes allocated now
-  std::size_t peak = 0;      // high-water mark of in_use
+  std::size_t budget = 0;  // bytes this backend may hold on the device
+  std::size_t in_use = 0;  // bytes allocated now
+  std::size_t peak = 0;    // high-water mark of in_use
   std::size_t device_total = 0;
   std::size_t device_free = 0;
 };
