@@ -7,25 +7,14 @@
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
+#include "test_data.hpp"
 
 namespace {
 
 using ntk::Matrix;
-
-Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_t seed) {
-  Matrix<double> x(n, d);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : x.storage()) v = normal(rng);
-  return x;
-}
-
-std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t c, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
-  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c));
-  return y;
-}
+using ntk::testing::max_abs_diff;
+using ntk::testing::random_inputs;
+using ntk::testing::random_labels;
 
 ntk::KernelSpec relu_spec(int depth = 2) {
   ntk::KernelSpec s;
@@ -133,12 +122,6 @@ double independent_residual(const Matrix<double>& theta, double k, const Matrix<
       r = std::max(r, std::abs(s));
     }
   return r;
-}
-
-double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
-  double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
-  return d;
 }
 
 class ClassifierTest : public ::testing::Test {

@@ -8,25 +8,14 @@
 #include "ntk/cpu_backend.hpp"
 #include "ntk/dynamics.hpp"
 #include "ntk/errors.hpp"
+#include "test_data.hpp"
 
 namespace {
 
 using ntk::Matrix;
-
-Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_t seed) {
-  Matrix<double> x(n, d);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : x.storage()) v = normal(rng);
-  return x;
-}
-
-std::vector<std::int64_t> labels(std::int64_t n, std::int64_t c, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
-  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c));
-  return y;
-}
+using ntk::testing::max_abs_diff;
+using ntk::testing::random_inputs;
+using ntk::testing::random_labels;
 
 ntk::KernelSpec spec() {
   ntk::KernelSpec s;
@@ -34,12 +23,6 @@ ntk::KernelSpec spec() {
   s.w_std = 1.3;
   s.b_std = 0.2;
   return s;
-}
-
-double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
-  double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
-  return d;
 }
 
 // The flow written out plainly (no library code but the kernel) and integrated by classic RK4.
@@ -87,7 +70,7 @@ class DynamicsTest : public ::testing::Test {
 
 TEST_F(DynamicsTest, MatchesIndependentRk4AtFiniteTime) {
   const auto x = random_inputs(12, 4, 1);
-  const auto t = ntk::targets_from_labels(labels(12, 3, 2), 3, 0.0);
+  const auto t = ntk::targets_from_labels(random_labels(12, 3, 2), 3, 0.0);
   Matrix<double> f0 = random_inputs(12, 3, 3);
   ntk::FitSettings s;
   s.lambda = 0.05;
@@ -109,7 +92,7 @@ TEST_F(DynamicsTest, MatchesIndependentRk4AtFiniteTime) {
 
 TEST_F(DynamicsTest, LongTimeReachesTheFixedPoint) {
   const auto x = random_inputs(15, 4, 4), xt = random_inputs(6, 4, 5);
-  const auto t = ntk::targets_from_labels(labels(15, 3, 6), 3, 0.0);
+  const auto t = ntk::targets_from_labels(random_labels(15, 3, 6), 3, 0.0);
   ntk::FitSettings s;
   s.lambda = 0.2;
   s.learning_rate = 1.0;
@@ -125,7 +108,7 @@ TEST_F(DynamicsTest, LongTimeReachesTheFixedPoint) {
 
 TEST_F(DynamicsTest, UnregularizedLongTimeReachesTheClosedForm) {
   const auto x = random_inputs(8, 3, 7), xt = random_inputs(5, 3, 8);
-  const auto t = ntk::targets_from_labels(labels(8, 2, 9), 2, 0.2);
+  const auto t = ntk::targets_from_labels(random_labels(8, 2, 9), 2, 0.2);
   ntk::FitSettings s;
   s.lambda = 0;
   const auto closed = ntk::fit_classifier(cpu_, spec(), x.view(), t, s);
@@ -139,7 +122,7 @@ TEST_F(DynamicsTest, UnregularizedLongTimeReachesTheClosedForm) {
 
 TEST_F(DynamicsTest, TimeThroughFitClassifierAndBadInputs) {
   const auto x = random_inputs(6, 3, 10);
-  const auto t = ntk::targets_from_labels(labels(6, 2, 11), 2, 0.0);
+  const auto t = ntk::targets_from_labels(random_labels(6, 2, 11), 2, 0.0);
   ntk::FitSettings s;
   s.lambda = 0;  // one-hot targets and lambda = 0 are fine at a finite time
   s.time = 3.0;

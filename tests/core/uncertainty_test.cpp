@@ -8,25 +8,14 @@
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/uncertainty.hpp"
+#include "test_data.hpp"
 
 namespace {
 
 using ntk::Matrix;
-
-Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_t seed) {
-  Matrix<double> x(n, d);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : x.storage()) v = normal(rng);
-  return x;
-}
-
-std::vector<std::int64_t> labels(std::int64_t n, std::int64_t c, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
-  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c));
-  return y;
-}
+using ntk::testing::max_abs_diff;
+using ntk::testing::random_inputs;
+using ntk::testing::random_labels;
 
 // A small readout std scales f0's law down (NNGP ~ w_out^2) and Theta with it; lambda is scaled the
 // same way so the training strength k Theta stays O(1). The linearization is then accurate.
@@ -47,7 +36,7 @@ class UncertaintyTest : public ::testing::Test {
 
 TEST_F(UncertaintyTest, LinearizedMatchesMonteCarloAtSmallInitScale) {
   const auto x = random_inputs(24, 5, 1), xt = random_inputs(6, 5, 2);
-  const auto targets = ntk::targets_from_labels(labels(24, 3, 3), 3, 0.0);
+  const auto targets = ntk::targets_from_labels(random_labels(24, 3, 3), 3, 0.0);
   const double w_out = 0.05;
   ntk::FitSettings s;
   s.lambda = 0.02 * w_out * w_out;
@@ -74,7 +63,7 @@ TEST_F(UncertaintyTest, LinearizedMatchesMonteCarloAtSmallInitScale) {
 
 TEST_F(UncertaintyTest, ExactGaussianMatchesSampling) {
   const auto x = random_inputs(20, 4, 4), xt = random_inputs(5, 4, 5);
-  const auto targets = ntk::targets_from_labels(labels(20, 3, 6), 3, 0.2);
+  const auto targets = ntk::targets_from_labels(random_labels(20, 3, 6), 3, 0.2);
   ntk::FitSettings s;
   s.lambda = 0;
   ntk::KernelSpec spec = small_init_spec(1.0);
@@ -105,7 +94,7 @@ TEST_F(UncertaintyTest, ExactGaussianMatchesSampling) {
 
 TEST_F(UncertaintyTest, SeededAndReproducible) {
   const auto x = random_inputs(15, 3, 8), xt = random_inputs(7, 3, 9);
-  const auto targets = ntk::targets_from_labels(labels(15, 2, 10), 2, 0.0);
+  const auto targets = ntk::targets_from_labels(random_labels(15, 2, 10), 2, 0.0);
   ntk::FitSettings s;
   s.lambda = 0.1;
   const auto model = ntk::fit_classifier(cpu_, small_init_spec(1.0), x.view(), targets, s);
@@ -137,7 +126,7 @@ TEST_F(UncertaintyTest, GaussianSoftmaxStatisticsAreCorrectForZeroCovariance) {
 
 TEST_F(UncertaintyTest, ModesMustFitTheModel) {
   const auto x = random_inputs(10, 3, 11);
-  const auto targets = ntk::targets_from_labels(labels(10, 2, 12), 2, 0.1);
+  const auto targets = ntk::targets_from_labels(random_labels(10, 2, 12), 2, 0.1);
   ntk::FitSettings s;
   s.lambda = 0.1;
   const auto reg = ntk::fit_classifier(cpu_, small_init_spec(1.0), x.view(), targets, s);

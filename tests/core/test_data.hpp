@@ -1,0 +1,34 @@
+#pragma once
+// Seeded random inputs and labels, and a matrix distance, shared by the solver tests.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "ntk/matrix.hpp"
+
+namespace ntk::testing {
+
+inline Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_t seed) {
+  Matrix<double> x(n, d);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (auto& v : x.storage()) v = normal(rng);
+  return x;
+}
+
+inline std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t classes, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
+  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(classes));
+  return y;
+}
+
+inline double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
+  return d;
+}
+
+}  // namespace ntk::testing
