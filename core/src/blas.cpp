@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -66,6 +67,52 @@ std::pair<std::optional<std::string>, std::string> choose_core() {
   return {std::nullopt, "OpenBLAS's own detection (no AVX2 on this CPU)"};
 }
 
+// Forcing a core type trusts its kernels on this CPU: check GEMM (odd shapes, both transposes, both
+// precisions) and a Cholesky against plain loops once at load, so a kernel that computes garbage here
+// is a clear error instead of silently wrong kernels.
+void self_test(const Api& api) {
+  constexpr int m = 37, n = 29, k = 53;
+  std::vector<double> a(m * k), b(n * k), c(m * n), want(m * n);
+  std::vector<float> af(m * k), bf(n * k), cf(m * n);
+  for (int i = 0; i < m * k; ++i) af[i] = static_cast<float>(a[i] = std::sin(0.37 * i + 0.1));
+  for (int i = 0; i < n * k; ++i) bf[i] = static_cast<float>(b[i] = std::cos(0.23 * i + 0.3));
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int q = 0; q < k; ++q) s += a[i * k + q] * b[j * k + q];
+      want[i * n + j] = s;
+    }
+  api.dgemm(kRowMajor, kNoTrans, kTrans, m, n, k, 1.0, a.data(), k, b.data(), k, 0.0, c.data(), n);
+  api.sgemm(kRowMajor, kNoTrans, kTrans, m, n, k, 1.0f, af.data(), k, bf.data(), k, 0.0f, cf.data(), n);
+  double err64 = 0, err32 = 0;
+  for (int i = 0; i < m * n; ++i) {
+    err64 = std::max(err64, std::abs(c[i] - want[i]));
+    err32 = std::max(err32, std::abs(double(cf[i]) - want[i]));
+  }
+  // An SPD matrix b b^T + n I and its Cholesky factor, reassembled.
+  std::vector<double> spd(n * n), chol;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = i == j ? n : 0.0;
+      for (int q = 0; q < k; ++q) s += b[i * k + q] * b[j * k + q];
+      spd[i * n + j] = s;
+    }
+  chol = spd;
+  int info = 0;
+  api.dpotrf("U", &n, chol.data(), &n, &info);
+  double err_chol = info == 0 ? 0.0 : 1e300;
+  for (int i = 0; i < n && info == 0; ++i)
+    for (int j = 0; j <= i; ++j) {
+      double s = 0;
+      for (int q = 0; q <= j; ++q) s += chol[i * n + q] * chol[j * n + q];
+      err_chol = std::max(err_chol, std::abs(s - spd[i * n + j]) / spd[i * n + i]);
+    }
+  if (err64 > 1e-12 || err32 > 1e-4 || err_chol > 1e-12)
+    throw Unavailable("OpenBLAS core " + api.info.core + " failed its self-test on this CPU (dgemm error " +
+                      std::to_string(err64) + ", sgemm " + std::to_string(err32) + ", dpotrf " +
+                      std::to_string(err_chol) + "): set NTK_BLAS_CORETYPE=Haswell or NTK_BLAS_CORETYPE=keep");
+}
+
 Api load() {
   Api api;
   std::vector<std::string> candidates;
@@ -121,6 +168,7 @@ Api load() {
   // Parallelism comes from the callers (tiles across threads); a threaded BLAS underneath would
   // oversubscribe the cores.
   api.set_threads(1);
+  self_test(api);
   log_info("BLAS: " + std::string(api.info.config) + " core=" + api.info.core + " (" + reason + ")");
   return api;
 }
