@@ -163,6 +163,9 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
     // A little jitter keeps the NNGP factorable for duplicate points; it changes f0's law by 1e-10.
     for (std::int64_t i = 0; i < n; ++i) chol(i, i) += 1e-10 * trace / double(n);
     be.cholesky(chol.view(), "the NNGP of the training inputs");
+    // The factor is the lower triangle; clear the upper one so f0 = L z is a plain GEMM.
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = i + 1; j < n; ++j) chol(i, j) = 0;
   }
   const Matrix<double> theta = model_kernel(be, m, train, nullptr, KernelSelection::ntk);
   const double k = m.settings.lambda > 0 ? 1.0 / (double(n) * m.settings.lambda) : 0.0;
@@ -179,13 +182,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
     std::normal_distribution<double> normal;
     Matrix<double> z(n, c);
     for (auto& e : z.storage()) e = normal(rng);
-    Matrix<double> f0(n, c, 0.0);
-    // f0 = L z with L lower triangular (row-major): plain loops; N^2 C per sample.
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const double lij = chol(i, j);
-        for (std::int64_t a = 0; a < c; ++a) f0(i, a) += lij * z(j, a);
-      }
+    Matrix<double> f0(n, c);
+    be.gemm(false, false, 1.0, chol.view(), z.view(), 0.0, f0.view());
     Matrix<double> cs(n, c);
     if (k > 0) {
       NewtonOptions opt;
