@@ -370,6 +370,10 @@ TEST(Targets, LabelsSmoothingAndSoftTargets) {
   soft(1, 1) = 1.5;
   EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("entry 0 is -0.5"),
             std::string::npos);
+  soft(1, 0) = std::nan("");
+  soft(1, 1) = 0.5;
+  EXPECT_NE(message([&] { ntk::targets_from_probabilities(soft.view()); }).find("entry 0 is nan"),
+            std::string::npos);
 }
 
 }  // namespace
