@@ -39,6 +39,7 @@ struct Api {
   dtrsm_fn dtrsm = nullptr;
   spotrf_fn spotrf = nullptr;
   dpotrf_fn dpotrf = nullptr;
+  dpotrf_fn dpotri = nullptr;  // same signature
   set_threads_fn set_threads = nullptr;
   get_threads_fn get_threads = nullptr;
 };
@@ -110,7 +111,8 @@ void self_test(const Api& api) {
   if (err64 > 1e-12 || err32 > 1e-4 || err_chol > 1e-12)
     throw Unavailable("OpenBLAS core " + api.info.core + " failed its self-test on this CPU (dgemm error " +
                       std::to_string(err64) + ", sgemm " + std::to_string(err32) + ", dpotrf " +
-                      std::to_string(err_chol) + "): set NTK_BLAS_CORETYPE=Haswell or NTK_BLAS_CORETYPE=keep");
+                      std::to_string(err_chol) +
+                      "): set NTK_BLAS_CORETYPE=Haswell or NTK_BLAS_CORETYPE=keep");
 }
 
 Api load() {
@@ -159,6 +161,7 @@ Api load() {
   api.dtrsm = symbol<dtrsm_fn>(handle, "cblas_dtrsm", loaded);
   api.spotrf = symbol<spotrf_fn>(handle, "spotrf_", loaded);
   api.dpotrf = symbol<dpotrf_fn>(handle, "dpotrf_", loaded);
+  api.dpotri = symbol<dpotrf_fn>(handle, "dpotri_", loaded);
   api.set_threads = symbol<set_threads_fn>(handle, "openblas_set_num_threads", loaded);
   api.get_threads = symbol<get_threads_fn>(handle, "openblas_get_num_threads", loaded);
   api.info.library = loaded;
@@ -234,6 +237,13 @@ int potrf_lower<double>(std::int64_t n, double* a, std::int64_t lda) {
   const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
   int info = 0;
   api().dpotrf("U", &nn, a, &ld, &info);
+  return info;
+}
+
+int potri_lower(std::int64_t n, double* a, std::int64_t lda) {
+  const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
+  int info = 0;
+  api().dpotri("U", &nn, a, &ld, &info);  // row-major lower == column-major upper
   return info;
 }
 

@@ -75,6 +75,19 @@ void CpuBackend::cholesky(MatrixView<double> a, const char* what) {
   if (info < 0) throw InternalError("potrf argument " + std::to_string(-info) + " invalid");
 }
 
+void CpuBackend::spd_inverse(MatrixView<double> a, const char* what) {
+  cholesky(a, what);
+  int info;
+  {
+    blas::ScopedThreads threads(threads_);
+    info = blas::potri_lower(a.rows, a.data, a.ld);
+  }
+  if (info != 0)
+    throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(info) + ")");
+  for (std::int64_t i = 0; i < a.rows; ++i)
+    for (std::int64_t j = i + 1; j < a.cols; ++j) a(i, j) = a(j, i);
+}
+
 void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
   if (l.rows != l.cols || b.rows != l.rows)
     throw InvalidArgument("triangular solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +

@@ -63,6 +63,10 @@ class CudaBackendImpl final : public CudaBackend {
     std::lock_guard lock(mutex_);
     cuda::cholesky(resources_, a, what);
   }
+  void spd_inverse(MatrixView<double> a, const char* what) override {
+    std::lock_guard lock(mutex_);
+    cuda::spd_inverse(resources_, a, what);
+  }
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override {
     std::lock_guard lock(mutex_);
     cuda::triangular_solve(resources_, l, b, transpose);

@@ -89,6 +89,32 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
     throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
 }
 
+void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what) {
+  cholesky(r, a, what);  // the factor, checked, in a's lower triangle
+  const std::int64_t n = a.rows;
+  if (n == 0) return;
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer d = upload(r, a, "inverse", s);
+  cusolverDnHandle_t h = r.cusolver();
+  NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  int work_elems = 0;
+  NTK_CUSOLVER_CHECK(
+      cusolverDnDpotri_bufferSize(h, CUBLAS_FILL_MODE_UPPER, int(n), d.as<double>(), int(n), &work_elems));
+  DeviceBuffer work =
+      r.pool().allocate(std::size_t(std::max(work_elems, 1)) * sizeof(double), "inverse workspace");
+  DeviceBuffer info = r.pool().allocate(sizeof(int), "inverse info");
+  NTK_CUSOLVER_CHECK(cusolverDnDpotri(h, CUBLAS_FILL_MODE_UPPER, int(n), d.as<double>(), int(n),
+                                      work.as<double>(), work_elems, info.as<int>()));
+  int host_info = 0;
+  NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  download(d, a, s);
+  if (host_info != 0)
+    throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(host_info) +
+                         ")");
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i + 1; j < n; ++j) a(i, j) = a(j, i);
+}
+
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
   if (l.rows != l.cols || b.rows != l.rows)
     throw InvalidArgument("triangular solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +

@@ -7,6 +7,7 @@ namespace ntk::cuda {
 void gemm(DeviceResources& r, bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a,
           ConstMatrixView<double> b, double beta, MatrixView<double> c);
 void cholesky(DeviceResources& r, MatrixView<double> a, const char* what);
+void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what);
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose);
 
 }  // namespace ntk::cuda

@@ -1,7 +1,10 @@
 // Backend selection, with or without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "ntk/backend.hpp"
+#include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
 
 namespace {
@@ -36,6 +39,29 @@ TEST(BackendSelection, RejectsUnknownNames) {
   EXPECT_THROW(ntk::make_backend("tpu"), ntk::InvalidArgument);
   EXPECT_THROW(ntk::make_backend("cuda:x"), ntk::InvalidArgument);
   EXPECT_THROW(ntk::make_backend("cuda:-1"), ntk::InvalidArgument);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(CpuLinearAlgebra, SpdInverseTimesMatrixIsIdentity) {
+  ntk::CpuBackend cpu;
+  const std::int64_t n = 45;
+  ntk::Matrix<double> g(n, n), a(n, n);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j) g(i, j) = std::sin(0.7 * double(i * n + j));
+  cpu.gemm(false, true, 1.0, g.view(), g.view(), 0.0, a.view());
+  for (std::int64_t i = 0; i < n; ++i) a(i, i) += 0.5;
+  ntk::Matrix<double> inv = a, prod(n, n);
+  cpu.spd_inverse(inv.view(), "test matrix");
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j) EXPECT_EQ(inv(i, j), inv(j, i));
+  cpu.gemm(false, false, 1.0, a.view(), inv.view(), 0.0, prod.view());
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j) EXPECT_NEAR(prod(i, j), i == j ? 1.0 : 0.0, 1e-10);
+  ntk::Matrix<double> singular(3, 3, 1.0);
+  EXPECT_THROW(cpu.spd_inverse(singular.view(), "ones"), ntk::NumericalError);
 }
 
 }  // namespace

@@ -156,6 +156,10 @@ TEST_F(CudaBackendTest, LinearAlgebraMatchesCpu) {
     cpu_.triangular_solve(lc.view(), rhs_c.view(), transpose);
     EXPECT_LE(max_relative_difference(rhs_g, rhs_c), 1e-12) << transpose;
   }
+  ntk::Matrix<double> ig = spd, ic = spd;
+  gpu_->spd_inverse(ig.view(), "spd");
+  cpu_.spd_inverse(ic.view(), "spd");
+  EXPECT_LE(max_relative_difference(ig, ic), 1e-11);
   ntk::Matrix<double> indefinite(3, 3, 1.0);
   EXPECT_THROW(gpu_->cholesky(indefinite.view(), "ones"), ntk::NumericalError);
 }

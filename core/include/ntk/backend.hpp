@@ -34,6 +34,8 @@ class Backend {
   // In place: the lower triangle becomes L with A = L L^T (the strict upper triangle is left as is).
   // Throws NumericalError naming `what` and the leading minor that is not positive definite.
   virtual void cholesky(MatrixView<double> a, const char* what) = 0;
+  // In place: a (symmetric positive definite) becomes a^-1, both triangles. Throws like cholesky().
+  virtual void spd_inverse(MatrixView<double> a, const char* what) = 0;
   // b <- L^-1 b (transpose = false) or L^-T b (transpose = true), L lower triangular.
   virtual void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) = 0;
 };

@@ -35,6 +35,9 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 template <class T>
 int potrf_lower(std::int64_t n, T* a, std::int64_t lda);
 
+// From the factor of potrf_lower, the lower triangle of A^-1 (float64). Returns LAPACK's info.
+int potri_lower(std::int64_t n, double* a, std::int64_t lda);
+
 // b <- L^-1 b or L^-T b for row-major b (n x nrhs), L lower triangular.
 template <class T>
 void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b,

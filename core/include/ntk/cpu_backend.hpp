@@ -22,6 +22,7 @@ class CpuBackend final : public Backend {
   void gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<double> a, ConstMatrixView<double> b,
             double beta, MatrixView<double> c) override;
   void cholesky(MatrixView<double> a, const char* what) override;
+  void spd_inverse(MatrixView<double> a, const char* what) override;
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override;
 
  private:

@@ -45,13 +45,12 @@ FixedPointSolution solve_fixed_point(Backend& backend, const FixedPointProblem& 
                                      const ProgressCallback& progress = {});
 
 // The factors of GPML Algorithm 3.3 at probabilities p (N x C), with K = k Theta for every class:
-// L_c = chol(I + D_c^1/2 K D_c^1/2), E_c = D_c^1/2 L_c^-T L_c^-1 D_c^1/2, M = chol(sum_c E_c). They
+// E_c = D_c^1/2 (I + D_c^1/2 K D_c^1/2)^-1 D_c^1/2 and M = chol(sum_c E_c). They
 // represent (K + W^-1)^-1 = E - E R M^-T M^-1 R^T E (E = blockdiag E_c, R = stacked identities), which
 // both the direct Newton step and the linearized uncertainty apply.
 struct LaplaceFactors {
-  std::vector<Matrix<double>> l;
-  std::vector<std::vector<double>> sqrt_p;
-  Matrix<double> m;
+  std::vector<Matrix<double>> e;  // E_c, formed as D_c^1/2 (I + D_c^1/2 K D_c^1/2)^-1 D_c^1/2
+  Matrix<double> m;               // lower Cholesky factor of sum_c E_c
 };
 LaplaceFactors laplace_factors(Backend& backend, ConstMatrixView<double> theta, double k,
                                const Matrix<double>& p);
