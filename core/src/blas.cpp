@@ -23,9 +23,7 @@ using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int
                           float*, int);
 using dgemm_fn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int,
                           double, double*, int);
-using strsm_fn = void (*)(int, int, int, int, int, int, int, float, const float*, int, float*, int);
 using dtrsm_fn = void (*)(int, int, int, int, int, int, int, double, const double*, int, double*, int);
-using spotrf_fn = void (*)(const char*, const int*, float*, const int*, int*);
 using dpotrf_fn = void (*)(const char*, const int*, double*, const int*, int*);
 using set_threads_fn = void (*)(int);
 using get_threads_fn = int (*)();
@@ -35,9 +33,7 @@ struct Api {
   Info info;
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
-  strsm_fn strsm = nullptr;
   dtrsm_fn dtrsm = nullptr;
-  spotrf_fn spotrf = nullptr;
   dpotrf_fn dpotrf = nullptr;
   dpotrf_fn dpotri = nullptr;  // same signature
   set_threads_fn set_threads = nullptr;
@@ -157,9 +153,7 @@ Api load() {
 
   api.sgemm = symbol<sgemm_fn>(handle, "cblas_sgemm", loaded);
   api.dgemm = symbol<dgemm_fn>(handle, "cblas_dgemm", loaded);
-  api.strsm = symbol<strsm_fn>(handle, "cblas_strsm", loaded);
   api.dtrsm = symbol<dtrsm_fn>(handle, "cblas_dtrsm", loaded);
-  api.spotrf = symbol<spotrf_fn>(handle, "spotrf_", loaded);
   api.dpotrf = symbol<dpotrf_fn>(handle, "dpotrf_", loaded);
   api.dpotri = symbol<dpotrf_fn>(handle, "dpotri_", loaded);
   api.set_threads = symbol<set_threads_fn>(handle, "openblas_set_num_threads", loaded);
@@ -223,17 +217,7 @@ void gemm<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t
               to_int(ldc, "ldc"));
 }
 
-template <>
-int potrf_lower<float>(std::int64_t n, float* a, std::int64_t lda) {
-  // Row-major lower == column-major upper of the same memory.
-  const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
-  int info = 0;
-  api().spotrf("U", &nn, a, &ld, &info);
-  return info;
-}
-
-template <>
-int potrf_lower<double>(std::int64_t n, double* a, std::int64_t lda) {
+int potrf_lower(std::int64_t n, double* a, std::int64_t lda) {
   const int nn = to_int(n, "n"), ld = to_int(lda, "lda");
   int info = 0;
   api().dpotrf("U", &nn, a, &ld, &info);
@@ -247,16 +231,8 @@ int potri_lower(std::int64_t n, double* a, std::int64_t lda) {
   return info;
 }
 
-template <>
-void trsm_lower<float>(bool transpose, std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl,
-                       float* b, std::int64_t ldb) {
-  api().strsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
-              to_int(nrhs, "nrhs"), 1.0f, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
-}
-
-template <>
-void trsm_lower<double>(bool transpose, std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl,
-                        double* b, std::int64_t ldb) {
+void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl,
+                double* b, std::int64_t ldb) {
   api().dtrsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
               to_int(nrhs, "nrhs"), 1.0, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
 }
@@ -266,26 +242,6 @@ ScopedThreads::ScopedThreads(int threads) {
 }
 ScopedThreads::~ScopedThreads() {
   set_threads(1);
-}
-
-template <>
-void potrs_lower<float>(std::int64_t n, std::int64_t nrhs, const float* l, std::int64_t ldl, float* b,
-                        std::int64_t ldb) {
-  const int nn = to_int(n, "n"), r = to_int(nrhs, "nrhs");
-  api().strsm(kRowMajor, kLeft, kLower, kNoTrans, kNonUnit, nn, r, 1.0f, l, to_int(ldl, "ldl"), b,
-              to_int(ldb, "ldb"));
-  api().strsm(kRowMajor, kLeft, kLower, kTrans, kNonUnit, nn, r, 1.0f, l, to_int(ldl, "ldl"), b,
-              to_int(ldb, "ldb"));
-}
-
-template <>
-void potrs_lower<double>(std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl, double* b,
-                         std::int64_t ldb) {
-  const int nn = to_int(n, "n"), r = to_int(nrhs, "nrhs");
-  api().dtrsm(kRowMajor, kLeft, kLower, kNoTrans, kNonUnit, nn, r, 1.0, l, to_int(ldl, "ldl"), b,
-              to_int(ldb, "ldb"));
-  api().dtrsm(kRowMajor, kLeft, kLower, kTrans, kNonUnit, nn, r, 1.0, l, to_int(ldl, "ldl"), b,
-              to_int(ldb, "ldb"));
 }
 
 }  // namespace ntk::blas

@@ -67,7 +67,7 @@ void CpuBackend::cholesky(MatrixView<double> a, const char* what) {
   int info;
   {
     blas::ScopedThreads threads(threads_);
-    info = blas::potrf_lower<double>(a.rows, a.data, a.ld);
+    info = blas::potrf_lower(a.rows, a.data, a.ld);
   }
   if (info > 0)
     throw NumericalError(std::string(what) + " is not positive definite (leading minor " +
@@ -94,7 +94,7 @@ void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> 
                           shape(b.rows, b.cols));
   if (b.rows == 0 || b.cols == 0) return;
   blas::ScopedThreads threads(threads_);
-  blas::trsm_lower<double>(transpose, l.rows, b.cols, l.data, l.ld, b.data, b.ld);
+  blas::trsm_lower(transpose, l.rows, b.cols, l.data, l.ld, b.data, b.ld);
 }
 
 }  // namespace ntk

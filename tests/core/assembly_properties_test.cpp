@@ -144,7 +144,7 @@ TEST(AssemblyProperties, KernelsArePositiveSemiDefinite) {
       double trace = 0;
       for (std::int64_t i = 0; i < n; ++i) trace += (*m)(i, i);
       for (std::int64_t i = 0; i < n; ++i) (*m)(i, i) += 1e-8 * trace / double(n);
-      EXPECT_EQ(ntk::blas::potrf_lower<double>(n, m->data(), n), 0)
+      EXPECT_EQ(ntk::blas::potrf_lower(n, m->data(), n), 0)
           << spec.describe() << (m == &k.nngp ? " nngp" : " ntk");
     }
   }

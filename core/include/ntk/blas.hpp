@@ -29,19 +29,17 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
 
-// Cholesky of the row-major symmetric matrix a (n x n): afterwards its lower triangle holds L with
-// A = L L^T. Returns 0 on success, or the 1-based order of the leading minor that is not positive
+// Cholesky of the row-major symmetric matrix a (n x n, float64): afterwards its lower triangle holds L
+// with A = L L^T. Returns 0 on success, or the 1-based order of the leading minor that is not positive
 // definite (LAPACK's info).
-template <class T>
-int potrf_lower(std::int64_t n, T* a, std::int64_t lda);
+int potrf_lower(std::int64_t n, double* a, std::int64_t lda);
 
 // From the factor of potrf_lower, the lower triangle of A^-1 (float64). Returns LAPACK's info.
 int potri_lower(std::int64_t n, double* a, std::int64_t lda);
 
-// b <- L^-1 b or L^-T b for row-major b (n x nrhs), L lower triangular.
-template <class T>
-void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b,
-                std::int64_t ldb);
+// b <- L^-1 b or L^-T b for row-major b (n x nrhs), L lower triangular (float64).
+void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl,
+                double* b, std::int64_t ldb);
 
 // Sets OpenBLAS's thread count for the lifetime of the object, then back to 1. For large single
 // calls (factorizations) where the caller has no parallelism of its own.
@@ -52,9 +50,5 @@ class ScopedThreads {
   ScopedThreads(const ScopedThreads&) = delete;
   ScopedThreads& operator=(const ScopedThreads&) = delete;
 };
-
-// Solves A X = B in place for row-major B (n x nrhs) given the factor from potrf_lower.
-template <class T>
-void potrs_lower(std::int64_t n, std::int64_t nrhs, const T* l, std::int64_t ldl, T* b, std::int64_t ldb);
 
 }  // namespace ntk::blas
