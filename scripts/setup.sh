@@ -25,6 +25,9 @@ if [ "${NTK_SETUP_SKIP_APT:-0}" != 1 ]; then
 fi
 
 python=${NTK_PYTHON_BOOTSTRAP:-python3}
+# A dangling link or a venv whose interpreter is gone is recreated.
+if [ -L .venv ] && [ ! -e .venv ]; then rm -f .venv; fi
+if [ -e .venv ] && ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then rm -rf .venv; fi
 if [ ! -x .venv/bin/python ]; then
   log "Python virtual environment (.venv)"
   "$python" -m venv .venv
