@@ -61,6 +61,11 @@ def parse_args():
     p.add_argument("--cases", default="A,B")
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild the tables and the plot from WORK_DIR/results.json (written after every run)")
+    p.add_argument("--merge", action="append", default=[], metavar="RESULTS_JSON",
+                   help="with --report-only: add the runs of further results.json files (same configuration, "
+                        "other widths/seeds/cases)")
+    p.add_argument("--ntk-checks-only", action="store_true",
+                   help="only run the two function-space checks of ntkctl (see ntk_checks) and write ntk_checks.json")
     p.add_argument("--quick", action="store_true", help="tiny smoke test (widths 32,64; few steps; 1 seed)")
     a = p.parse_args()
     if a.quick:
@@ -358,10 +363,23 @@ def main():
     a = ARGS
     if a.report_only:
         with open(os.path.join(a.work_dir, "results.json")) as fh:
-            report(json.load(fh))
+            results = json.load(fh)
+        for path in a.merge:
+            with open(path) as fh:
+                other = json.load(fh)
+            results["runs"] += other["runs"]
+            results.setdefault("case_b", other.get("case_b"))
+            if "case_b" in other and results["case_b"] is not other["case_b"]:
+                results["case_b"]["times"] += other["case_b"]["times"]
+        if results.get("case_b") is None:
+            results.pop("case_b", None)
+        report(results)
         return
     self_test()
     os.makedirs(a.work_dir, exist_ok=True)
+    if a.ntk_checks_only:
+        ntk_checks(a)
+        return
     t_start = time.time()
     data = load_data(a)
     paths = {}
@@ -448,8 +466,59 @@ def main():
     for c in ("A", "B"):
         results[f"seconds_{c}"] = sum(r["train_seconds"] for r in results["runs"] if r["case"] == c)
     save(results)
+    ntk_checks(a)
     report(results)
     print(f"total {results['total_seconds']:.0f} s", flush=True)
+
+
+def ntk_checks(a):
+    """Two checks of ntkctl's solutions that need no network, with a nonzero f0 (an NNGP draw from ntkctl's own
+    NNGP kernel) and ntkctl's NTK matrices:
+      lambda > 0: ntkctl's train logits satisfy the fixed point f = f0 - Theta (softmax f - Y) / (N lambda);
+      lambda = 0: function-space gradient descent run long (uncapped adaptive learning rate) reaches ntkctl's
+                  closed-form test logits."""
+    data = load_data(a)
+    d = os.path.join(a.work_dir, "checks")
+    os.makedirs(d, exist_ok=True)
+    C, out = a.classes, {}
+    rng = np.random.RandomState(7)
+    for case, idx in [("A", np.arange(len(data["y_tr"]))), ("B", data["idx_b"])]:
+        xp, yp, tp = os.path.join(d, f"x_{case}.npy"), os.path.join(d, f"y_{case}.npy"), os.path.join(d, "x_te.npy")
+        np.save(xp, data["x_tr"][idx]); np.save(yp, data["y_tr"][idx]); np.save(tp, data["x_te"])
+        ntkctl("kernel", "--x1", xp, "--kernel", "nngp", "--out", os.path.join(d, "nngp.npy"), *arch_flags(a))
+        G = np.load(os.path.join(d, "nngp.npy"))
+        N = len(idx)
+        f0 = np.linalg.cholesky(G + 1e-10 * np.trace(G) / N * np.eye(N)) @ rng.randn(N, C)
+        theta = ntk_kernel(xp, None, os.path.join(d, "theta.npy"))
+        if case == "A":
+            lam = float(a.lambdas.split(",")[0])
+            Y = np.eye(C)[data["y_tr"][idx]]
+            f_tr, _ = ntk_fit_predict("checks/A", xp, yp, f0, xp, f0, lam, 0.0)
+            # predict evaluates Theta(x*, X) with x* = X as a cross kernel: on the diagonal the ReLU arc-cosine
+            # formula sees sqrt(rounding noise) there (about 1e-8 relative), so check with both matrices
+            xp2 = os.path.join(d, "x_A_copy.npy")
+            np.save(xp2, data["x_tr"][idx])
+            theta_x = ntk_kernel(xp, xp2, os.path.join(d, "theta_cross.npy"))
+            res = np.abs(f_tr - f0 + theta @ (softmax(f_tr) - Y) / (N * lam)).max()
+            res_x = np.abs(f_tr - f0 + theta_x @ (softmax(f_tr) - Y) / (N * lam)).max()
+            out["fixed_point_residual_lambda"] = dict(
+                lam=lam, residual_symmetric_kernel=float(res), residual_cross_kernel=float(res_x),
+                kernel_diag_symmetric_vs_cross=float(np.abs(np.diag(theta) - np.diag(theta_x)).max()),
+                max_abs_logit=float(np.abs(f_tr).max()))
+        else:
+            Y = (1 - a.eps) * np.eye(C)[data["y_tr"][idx]] + a.eps / C
+            theta_te = ntk_kernel(tp, xp, os.path.join(d, "theta_te.npy"))
+            f0_te = np.zeros((len(data["y_te"]), C))
+            inf_l, _ = ntk_fit_predict("checks/B", xp, yp, f0, tp, f0_te, 0.0, a.eps)
+            ev = np.linalg.eigvalsh(theta / N)
+            res = {}
+            for steps in (4000, 16000):
+                _, g_te, lrs = linearized_gd(theta, theta_te, f0, f0_te, Y, steps, 1e6 / ev[-1], a.lr_factor, True)
+                res[str(steps)] = dict(time=float(lrs.sum()), max_test_logit_diff=float(np.abs(g_te - inf_l).max()))
+            out["long_gd_vs_closed_form_lambda0"] = res
+    print("ntkctl checks:", json.dumps(out), flush=True)
+    with open(os.path.join(a.work_dir, "ntk_checks.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
 
 
 def save(results):
@@ -524,7 +593,9 @@ def report(results):
         t, sl = table(rows, [("grad_norm", "{:.1e}", "final \\|\\|grad\\|\\|"),
                              ("opt_change", "{:.1e}", "test-logit change over last half of evals"),
                              ("evals", "{:.0f}", "L-BFGS evals"), ("train_seconds", "{:.1f}", "train s")])
-        out += [f"### Case A: lambda = {lam:g}, one-hot labels, L-BFGS to convergence", "", t, ""]
+        out += [f"### Case A: lambda = {lam:g}, one-hot labels, N = {results['config']['n_train']}, L-BFGS "
+                f"(at most {results['config']['max_evals']} evaluations; ReLU kinks stop it short of ||grad|| = 0)",
+                "", t, ""]
         series.append((f"A: λ={lam:g}, one-hot, L-BFGS", rows, "o-"))
     runs_b = [r for r in results["runs"] if r["case"] == "B"]
     if runs_b:
@@ -556,16 +627,22 @@ def report(results):
         fh.write("\n".join(out) + "\n")
     print("\n".join(out))
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    cfg = results["config"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     for ax, key, name in [(axes[0], "max_logit_gap", "max |logit gap| on test set"),
-                          (axes[1], "max_prob_gap", "max |probability gap| on test set")]:
-        allw = []
+                          (axes[1], "mean_logit_gap", "mean |logit gap| on test set"),
+                          (axes[2], "max_prob_gap", "max |probability gap| on test set")]:
+        allw, marked = [], set()
         for label, rows, style in series:
             w = np.array([r[0] for r in rows])
             m = np.array([r[2][key] for r in rows])
             s = np.array([r[3][key] for r in rows])
             allw += list(w)
             ax.errorbar(w, m, yerr=s, fmt=style, capsize=3, label=f"{label} (slope {slope(w, m):+.2f})")
+            for wi, mi, ni in zip(w, m, [r[1] for r in rows]):
+                if ni < cfg["seeds"] and (wi, ax) not in marked:
+                    marked.add((wi, ax))
+                    ax.annotate(f"{ni} seed", (wi, mi), textcoords="offset points", xytext=(4, 6), fontsize=7)
         if series:
             w = np.array(sorted(set(allw)), float)
             ref0 = series[0][1][0][2][key]
@@ -575,10 +652,9 @@ def report(results):
         ax.set_xlabel("width")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    cfg = results["config"]
+        ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(f"trained finite network vs ntkctl NTK predictor (depth {cfg['depth']}, {cfg['activation']}, "
-                 f"W_std={cfg['w_std']:g}, b_std={cfg['b_std']:g}, digits, mean ± std over {cfg['seeds']} seeds)",
+                 f"W_std={cfg['w_std']:g}, b_std={cfg['b_std']:g}, digits; mean ± std over {cfg['seeds']} seeds unless marked)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(ARGS.doc_dir, "validation.png"), dpi=120)
