@@ -92,7 +92,11 @@ int run_fit(Args& args) {
 
   auto backend = ntk::make_backend(backend_name, backend_options);
   auto progress = [&](const ntk::StepRecord& r) {
-    if (!quiet)
+    if (quiet) return true;
+    if (s.time > 0)  // the gradient flow reports the time reached in `residual` (see fit_dynamics)
+      std::fprintf(stderr, "  t = %.6g of %.6g  %d steps  step %.3g  %.2f s\n", r.residual, s.time, r.step,
+                   r.step_size, r.elapsed_seconds);
+    else
       std::fprintf(stderr, "  step %3d  residual %.3e  objective %.12g  cg %4d  step size %.3g  %.2f s\n",
                    r.step, r.residual, r.objective, r.cg_iterations, r.step_size, r.elapsed_seconds);
     return true;
