@@ -13,12 +13,6 @@
 namespace ntk {
 namespace {
 
-Matrix<double> copy_of(ConstMatrixView<double> v) {
-  Matrix<double> m(v.rows, v.cols);
-  for (std::int64_t i = 0; i < v.rows; ++i) std::copy(v.row(i), v.row(i) + v.cols, m.data() + i * v.cols);
-  return m;
-}
-
 template <class T>
 Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x1,
                          const ConstMatrixView<double>* x2, KernelSelection which) {
@@ -147,7 +141,7 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   m.spec = spec;
   m.settings = settings;
   m.num_classes = targets.num_classes;
-  m.x_train = copy_of(x);
+  m.x_train = copy_matrix(x);
   m.targets = targets.probabilities;
   if (!f0.empty()) {
     if (f0.rows != x.rows || f0.cols != targets.num_classes)
@@ -155,7 +149,7 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
                             std::to_string(f0.cols) + ", expected " + std::to_string(x.rows) + " x " +
                             std::to_string(targets.num_classes));
     check_kernel_input(f0, "f0");
-    m.f0_train = copy_of(f0);
+    m.f0_train = copy_matrix(f0);
   }
   Matrix<double> theta = model_kernel(be, m, x, nullptr, KernelSelection::ntk);
   const std::int64_t n = x.rows;

@@ -38,13 +38,9 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
   base.spec = spec;
   base.settings = settings;
   base.num_classes = c;
-  base.x_train = Matrix<double>(n, x.cols);
-  for (std::int64_t i = 0; i < n; ++i) std::copy(x.row(i), x.row(i) + x.cols, base.x_train.row_data(i));
+  base.x_train = copy_matrix(x);
   base.targets = targets.probabilities;
-  if (!f0.empty()) {
-    base.f0_train = Matrix<double>(n, c);
-    for (std::int64_t i = 0; i < n; ++i) std::copy(f0.row(i), f0.row(i) + c, base.f0_train.row_data(i));
-  }
+  if (!f0.empty()) base.f0_train = copy_matrix(f0);
   const Matrix<double> theta = model_kernel(be, base, x, nullptr, KernelSelection::ntk);
   const double eta = settings.learning_rate, lambda = settings.lambda, inv_n = 1.0 / static_cast<double>(n);
   const std::size_t block = static_cast<std::size_t>(n * c);

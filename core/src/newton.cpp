@@ -207,8 +207,7 @@ LaplaceFactors laplace_factors(Backend& be, ConstMatrixView<double> theta, doubl
 }
 
 void apply_e(Backend& be, const LaplaceFactors& f, std::size_t c, MatrixView<double> v) {
-  Matrix<double> in(v.rows, v.cols);
-  for (std::int64_t i = 0; i < v.rows; ++i) std::copy(v.row(i), v.row(i) + v.cols, in.row_data(i));
+  const Matrix<double> in = copy_matrix(v);  // gemm may not read and write the same memory
   be.gemm(false, false, 1.0, f.e[c].view(), in.view(), 0.0, v);
 }
 

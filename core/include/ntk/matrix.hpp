@@ -61,4 +61,13 @@ class Matrix {
   std::vector<T> data_;
 };
 
+// An owning copy of a (possibly strided) view.
+template <class T>
+Matrix<std::remove_const_t<T>> copy_matrix(MatrixView<T> v) {
+  Matrix<std::remove_const_t<T>> m(v.rows, v.cols);
+  for (std::int64_t i = 0; i < v.rows; ++i)
+    for (std::int64_t j = 0; j < v.cols; ++j) m(i, j) = v(i, j);
+  return m;
+}
+
 }  // namespace ntk
