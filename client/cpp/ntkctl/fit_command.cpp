@@ -105,8 +105,7 @@ int run_fit(Args& args) {
   try {
     model = ntk::fit_classifier(*backend, arch.spec, x.view(), targets, s, progress, f0.view());
   } catch (const ntk::InvalidArgument& e) {
-    std::string m = e.what();
-    if (m.rfind("x ", 0) == 0) m = "--x '" + x_path + "'" + m.substr(1);
+    std::string m = rename_subject(e.what(), "x", "--x '" + x_path + "'");
     if (m.rfind("f0 ", 0) == 0 || m.rfind("initial outputs f0", 0) == 0) m = "--f0: " + m;
     throw ntk::InvalidArgument(m);
   }

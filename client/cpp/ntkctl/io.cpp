@@ -90,4 +90,10 @@ void write_labels(const std::string& path, const std::vector<std::int64_t>& labe
   ntk::write_npy(path, ntk::DType::int64, {static_cast<std::int64_t>(labels.size())}, labels.data());
 }
 
+std::string rename_subject(const std::string& message, const std::string& core_name,
+                           const std::string& replacement) {
+  if (message.rfind(core_name + " ", 0) != 0) return message;
+  return replacement + message.substr(core_name.size());
+}
+
 }  // namespace ntkctl

@@ -30,4 +30,10 @@ struct NamedArray {
 void write_all(const std::string& dir, const std::vector<NamedArray>& arrays);
 void write_labels(const std::string& path, const std::vector<std::int64_t>& labels);
 
+// Names the command-line input behind a core argument name that starts an error message:
+// ("x2 contains NaN ...", "x2", "--x2 'b.npy'") -> "--x2 'b.npy' contains NaN ...". Other messages are
+// returned unchanged.
+std::string rename_subject(const std::string& message, const std::string& core_name,
+                           const std::string& replacement);
+
 }  // namespace ntkctl

@@ -45,12 +45,8 @@ int compute(const Architecture& arch, const std::string& x1_path, const std::opt
   } catch (const ntk::InvalidArgument& e) {
     // Name the files behind the core's "x1"/"x2"/"x" in the message.
     std::string m = e.what();
-    if (m.rfind("x2 ", 0) == 0 && x2_path)
-      m = "--x2 '" + *x2_path + "'" + m.substr(2);
-    else if (m.rfind("x1 ", 0) == 0)
-      m = "--x1 '" + x1_path + "'" + m.substr(2);
-    else if (m.rfind("x ", 0) == 0)
-      m = "--x1 '" + x1_path + "'" + m.substr(1);
+    if (x2_path) m = rename_subject(m, "x2", "--x2 '" + *x2_path + "'");
+    m = rename_subject(rename_subject(m, "x1", "--x1 '" + x1_path + "'"), "x", "--x1 '" + x1_path + "'");
     throw ntk::InvalidArgument(m);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

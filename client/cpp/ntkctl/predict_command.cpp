@@ -92,8 +92,7 @@ ntk::UncertaintyResult run(const Request& r, Loaded& l) {
     u.classes = p.classes;
     return u;
   } catch (const ntk::InvalidArgument& e) {
-    std::string m = e.what();
-    if (m.rfind("x ", 0) == 0) m = "--x '" + r.x_path + "'" + m.substr(1);
+    std::string m = rename_subject(e.what(), "x", "--x '" + r.x_path + "'");
     if (m.rfind("test inputs", 0) == 0) m = "--x '" + r.x_path + "': " + m;
     if (m.rfind("test initial outputs", 0) == 0 || m.rfind("f0 ", 0) == 0 || m.rfind("this model", 0) == 0)
       m = "--f0: " + m;
