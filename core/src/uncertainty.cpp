@@ -88,6 +88,9 @@ void gaussian_covariance(Backend& be, const Model& m, const Shared& sh, ConstMat
   const Matrix<double> theta_xs = model_kernel(be, m, train, &xb, KernelSelection::ntk);  // N x t
   const Matrix<double> k_xs = model_kernel(be, m, train, &xb, KernelSelection::nngp);     // N x t
   const Matrix<double> k_ss = nngp_diagonal(be, m, xb);
+  // The mean predictor from the same kernel block: f(x*) = Theta*X coefficients.
+  be.gemm(true, false, 1.0, theta_xs.view(), m.coefficients.view(), 0.0,
+          out.mean_logits.view().block(r0, 0, t, c));
   if (m.settings.lambda == 0) {
     Matrix<double> v = theta_xs;  // Theta^-1 Theta_X*
     be.triangular_solve(m.theta_factor.view(), v.view(), false);
@@ -322,27 +325,33 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
         "this model was fitted with a given f0; uncertainty over initialization needs the "
         "deterministic fit (f0 = 0)");
   if (!regularized && m.theta_factor.size() == 0) throw InvalidArgument("the model has no kernel factor");
-  const Prediction mean = predict(be, m, x);
   const std::int64_t t = x.rows, c = m.num_classes;
   UncertaintyResult out;
-  out.mean_logits = mean.logits;
   out.logit_var = Matrix<double>(t, c, 0.0);
   out.covariance = Matrix<double>(t, c * c, 0.0);
-  out.mean_probs = mean.probs;
   out.predictive_entropy = Matrix<double>(t, 1, 0.0);
   out.expected_entropy = Matrix<double>(t, 1, 0.0);
   out.mutual_info = Matrix<double>(t, 1, 0.0);
-  out.classes = mean.classes;
   if (o.mode == UncertaintyMode::none) {
+    const Prediction mean = predict(be, m, x);
+    out.mean_logits = mean.logits;
+    out.mean_probs = mean.probs;
+    out.classes = mean.classes;
     for (std::int64_t i = 0; i < t; ++i) {
       out.predictive_entropy(i, 0) = entropy(out.mean_probs.row_data(i), static_cast<int>(c));
       out.expected_entropy(i, 0) = out.predictive_entropy(i, 0);
     }
     return out;
   }
+  // The other modes form Theta(X, x*) themselves; the mean comes from it (no second kernel pass).
+  if (x.cols != m.x_train.cols())
+    throw InvalidArgument("test inputs have " + std::to_string(x.cols) +
+                          " features, the model was fitted on " + std::to_string(m.x_train.cols()));
+  check_kernel_input(x, "x");
+  out.mean_logits = Matrix<double>(t, c, 0.0);
+  out.mean_probs = Matrix<double>(t, c, 0.0);
+  out.classes.resize(static_cast<std::size_t>(t));
   if (o.mode == UncertaintyMode::monte_carlo) {
-    out.mean_logits = Matrix<double>(t, c, 0.0);
-    out.mean_probs = Matrix<double>(t, c, 0.0);
     monte_carlo(be, m, x, o, out);
   } else {
     Shared sh;
