@@ -271,6 +271,27 @@ TEST_F(ClassifierTest, StepLimitIsNeverReportedAsConverged) {
   EXPECT_EQ(m.diagnostics.steps, 1);
 }
 
+TEST_F(ClassifierTest, MatrixFreeConvergesForTinyLambdaOnSeparableData) {
+  // Well-separated classes and lambda = 1e-7 make k Theta large and the logits big; an inexact CG
+  // tolerance relative to the residual once left the matrix-free path stuck at residual ~1e6 here.
+  const std::int64_t n = 120, d = 40, c = 4;
+  auto x = random_inputs(n, d, 30);
+  const auto labels = random_labels(n, c, 31);
+  const auto means = random_inputs(c, d, 32);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t k = 0; k < d; ++k) x(i, k) += 3 * means(labels[static_cast<std::size_t>(i)], k);
+  const auto targets = ntk::targets_from_labels(labels, c, 0.0);
+  for (auto solver : {ntk::SolverKind::direct, ntk::SolverKind::matrix_free}) {
+    ntk::FitSettings s;
+    s.lambda = 1e-7;
+    s.solver = solver;
+    s.max_cg_iterations = 5000;
+    const auto m = ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s);
+    // Converged, or stopped at the rounding floor eps * ||k Theta|| (~1e-8 here): either way close.
+    EXPECT_LT(m.diagnostics.residual, 1e-6) << ntk::solver_name(solver) << ": " << m.diagnostics.message;
+  }
+}
+
 TEST_F(ClassifierTest, StagnationAtTheRoundingFloorIsReported) {
   const auto x = random_inputs(20, 5, 12);
   const auto targets = ntk::targets_from_labels(random_labels(20, 3, 14), 3, 0.3);
