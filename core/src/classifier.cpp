@@ -23,15 +23,9 @@ Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<do
                                                              : KernelOutputs<double>{{}, out.view()};
     be.kernel(spec, x1, x2, o, {});
   } else {
-    auto narrow = [](ConstMatrixView<double> v) {
-      Matrix<float> m(v.rows, v.cols);
-      for (std::int64_t i = 0; i < v.rows; ++i)
-        for (std::int64_t j = 0; j < v.cols; ++j) m(i, j) = static_cast<float>(v(i, j));
-      return m;
-    };
-    const Matrix<float> a = narrow(x1);
+    const Matrix<float> a = convert_matrix<float>(x1);
     Matrix<float> b;
-    if (x2) b = narrow(*x2);
+    if (x2) b = convert_matrix<float>(*x2);
     const ConstMatrixView<float> bv = b.view();
     Matrix<float> k(x1.rows, n2);
     KernelOutputs<float> o = which == KernelSelection::nngp ? KernelOutputs<float>{k.view(), {}}

@@ -56,9 +56,7 @@ void psd_factor(const double* a, int n, double* l) {
 Matrix<double> nngp_diagonal(Backend& be, const Model& m, ConstMatrixView<double> x) {
   Matrix<double> out(x.rows, 1);
   if (m.settings.dtype == ComputeType::float32) {
-    Matrix<float> xf(x.rows, x.cols);
-    for (std::int64_t i = 0; i < x.rows; ++i)
-      for (std::int64_t j = 0; j < x.cols; ++j) xf(i, j) = static_cast<float>(x(i, j));
+    const Matrix<float> xf = convert_matrix<float>(x);
     std::vector<float> d(static_cast<std::size_t>(x.rows));
     be.kernel_diagonal(m.spec, xf.view(), {std::span<float>(d), {}}, {});
     for (std::int64_t i = 0; i < x.rows; ++i) out(i, 0) = d[static_cast<std::size_t>(i)];

@@ -292,6 +292,19 @@ TEST_F(ClassifierTest, MatrixFreeConvergesForTinyLambdaOnSeparableData) {
   }
 }
 
+TEST_F(ClassifierTest, Float32KernelAgreesWithFloat64) {
+  const auto x = random_inputs(40, 6, 33), xt = random_inputs(10, 6, 34);
+  const auto targets = ntk::targets_from_labels(random_labels(40, 3, 35), 3, 0.0);
+  ntk::FitSettings s;
+  s.lambda = 1e-2;
+  const auto m64 = ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s);
+  s.dtype = ntk::ComputeType::float32;  // kernels in float32, the solve in float64
+  const auto m32 = ntk::fit_classifier(cpu_, relu_spec(), x.view(), targets, s);
+  ASSERT_TRUE(m32.diagnostics.converged) << m32.diagnostics.message;
+  EXPECT_LE(max_abs_diff(ntk::predict(cpu_, m32, xt.view()).probs, ntk::predict(cpu_, m64, xt.view()).probs),
+            1e-4);
+}
+
 TEST_F(ClassifierTest, StagnationAtTheRoundingFloorIsReported) {
   const auto x = random_inputs(20, 5, 12);
   const auto targets = ntk::targets_from_labels(random_labels(20, 3, 14), 3, 0.3);

@@ -61,13 +61,19 @@ class Matrix {
   std::vector<T> data_;
 };
 
+// An owning copy of a (possibly strided) view, converted to element type To.
+template <class To, class T>
+Matrix<To> convert_matrix(MatrixView<T> v) {
+  Matrix<To> m(v.rows, v.cols);
+  for (std::int64_t i = 0; i < v.rows; ++i)
+    for (std::int64_t j = 0; j < v.cols; ++j) m(i, j) = static_cast<To>(v(i, j));
+  return m;
+}
+
 // An owning copy of a (possibly strided) view.
 template <class T>
 Matrix<std::remove_const_t<T>> copy_matrix(MatrixView<T> v) {
-  Matrix<std::remove_const_t<T>> m(v.rows, v.cols);
-  for (std::int64_t i = 0; i < v.rows; ++i)
-    for (std::int64_t j = 0; j < v.cols; ++j) m(i, j) = v(i, j);
-  return m;
+  return convert_matrix<std::remove_const_t<T>>(v);
 }
 
 }  // namespace ntk
