@@ -103,7 +103,7 @@ struct Prepared {
 };
 
 template <class T>
-void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
+void check_kernel_inputs(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
   check_kernel_input(x1, x2 ? "x1" : "x");
   if (x2) {
     check_kernel_input(*x2, "x2");
@@ -113,6 +113,11 @@ void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>*
       throw InvalidArgument(os.str());
     }
   }
+}
+
+template <class T>
+// The inputs must have passed check_kernel_inputs.
+void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
   const RecursionParams<T>& p = prep.recursion.params();
   prep.x1 = x1;
   prep.symmetric = x2 == nullptr;
@@ -218,16 +223,23 @@ void check_kernel_input(ConstMatrixView<T> x, const char* name) {
 }
 
 template <class T>
+void check_kernel_request(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2, const KernelOutputs<T>& out) {
+  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
+  check_kernel_inputs(x1, x2);
+  const std::int64_t n2 = x2 ? x2->rows : x1.rows;
+  check_output(out.nngp, x1.rows, n2, "nngp");
+  check_output(out.ntk, x1.rows, n2, "ntk");
+}
+
+template <class T>
 void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
                      KernelOutputs<T> out, const AssemblyOptions& options) {
-  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
+  check_kernel_request(x1, x2, out);
   check_tile_option(options.tile_rows, "tile_rows");
   check_tile_option(options.tile_cols, "tile_cols");
   Prepared<T> prep(spec);
   prepare(prep, x1, x2);
   const std::int64_t n1 = x1.rows, n2 = prep.x2.rows;
-  check_output(out.nngp, n1, n2, "nngp");
-  check_output(out.ntk, n1, n2, "ntk");
   if (n1 == 0 || n2 == 0) return;
 
   std::int64_t tr = options.tile_rows ? options.tile_rows : kDefaultTile;
@@ -281,6 +293,7 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
                            const AssemblyOptions& options) {
   check_tile_option(options.tile_rows, "tile_rows");
   check_tile_option(options.tile_cols, "tile_cols");
+  check_kernel_inputs(x1, x2);
   Prepared<T> prep(spec);
   prepare(prep, x1, x2);
   const std::int64_t n1 = x1.rows, n2 = prep.x2.rows;
@@ -354,6 +367,8 @@ std::string kernel_isa() {
 
 #define NTK_INSTANTIATE(T)                                                                                 \
   template void check_kernel_input<T>(ConstMatrixView<T>, const char*);                                    \
+  template void check_kernel_request<T>(ConstMatrixView<T>, const ConstMatrixView<T>*,                     \
+                                        const KernelOutputs<T>&);                                          \
   template void assemble_kernel<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*,       \
                                    KernelOutputs<T>, const AssemblyOptions&);                              \
   template void assemble_diagonal<T>(const KernelSpec&, ConstMatrixView<T>, KernelDiagonal<T>,             \

@@ -200,33 +200,16 @@ RecursionParams<T> device_params(DeviceResources& r, const HostRecursion<T>& hos
   return p;
 }
 
-void check_same_dims(std::int64_t d1, std::int64_t d2) {
-  if (d1 != d2) {
-    std::ostringstream os;
-    os << "feature dimensions differ: x1 has " << d1 << " columns, x2 has " << d2;
-    throw InvalidArgument(os.str());
-  }
-}
-
 }  // namespace
 
 template <class T>
 void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x1,
                      const ConstMatrixView<T>* x2, KernelOutputs<T> out, const AssemblyOptions& options) {
-  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
-  check_kernel_input(x1, x2 ? "x1" : "x");
-  if (x2) {
-    check_kernel_input(*x2, "x2");
-    check_same_dims(x1.cols, x2->cols);
-  }
+  check_kernel_request(x1, x2, out);  // the CPU backend's checks and messages
   const bool symmetric = x2 == nullptr;
   const ConstMatrixView<T> xb = symmetric ? x1 : *x2;
   const std::int64_t n1 = x1.rows, n2 = xb.rows, d = x1.cols;
   const MatrixView<T> views[2] = {out.nngp, out.ntk};
-  const char* view_names[2] = {"nngp", "ntk"};
-  for (int k = 0; k < 2; ++k)
-    if (!views[k].empty() && (views[k].rows != n1 || views[k].cols != n2 || views[k].ld < n2))
-      throw InvalidArgument(std::string(view_names[k]) + " output has the wrong shape");
   if (n1 == 0 || n2 == 0) return;
   // The diagonal on the host (O(N d + N L)) finds an overflowing architecture before any device work,
   // with the CPU's message: a finite diagonal bounds every entry.
@@ -322,18 +305,13 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
 template <class T>
 void assemble_diagonal(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x,
                        KernelDiagonal<T> out) {
-  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
-  const std::span<T> spans[2] = {out.nngp, out.ntk};
-  for (const std::span<T>& s : spans)
-    if (!s.empty() && static_cast<std::int64_t>(s.size()) != x.rows)
-      throw InvalidArgument("diagonal output has " + std::to_string(s.size()) + " entries, expected " +
-                            std::to_string(x.rows));
-  check_kernel_input(x, "x");
-  if (x.rows == 0) return;
+  // The host diagonal runs the CPU backend's checks (outputs, NaN/Inf, overflow) with its messages;
+  // it costs O(N (d + L)), as the device pass does.
   {
-    std::vector<T> diag(static_cast<std::size_t>(x.rows));
-    ntk::assemble_diagonal<T>(spec, x, {std::span<T>(diag), {}});  // overflow check, as above
+    std::vector<T> nngp(out.nngp.size()), ntk(out.ntk.size());
+    ntk::assemble_diagonal<T>(spec, x, {std::span<T>(nngp), std::span<T>(ntk)});
   }
+  if (x.rows == 0) return;
   HostRecursion<T> host(spec);
   r.activate();
   cudaStream_t s0 = r.stream(0);

@@ -37,6 +37,12 @@ struct KernelDiagonal {
 template <class T>
 void check_kernel_input(ConstMatrixView<T> x, const char* name);
 
+// The checks every backend runs before assembling K(x1, x2) (x2 null: K(x1, x1)): both inputs
+// (check_kernel_input), equal feature dimensions, at least one output and each given output
+// x1.rows x n2 with ld >= n2. Throws InvalidArgument naming the problem.
+template <class T>
+void check_kernel_request(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2, const KernelOutputs<T>& out);
+
 // K(x1, x2) into dense outputs of shape x1.rows x x2.rows. When x2 is null the kernel is K(x1, x1):
 // one triangle is computed and mirrored, and the diagonal equals assemble_diagonal() bit for bit.
 template <class T>
