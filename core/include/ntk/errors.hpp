@@ -45,6 +45,7 @@ NTK_DEFINE_ERROR(NumericalError, numerical)
 NTK_DEFINE_ERROR(IoError, io)
 NTK_DEFINE_ERROR(Unavailable, unavailable)
 NTK_DEFINE_ERROR(Cancelled, cancelled)
+NTK_DEFINE_ERROR(DeadlineExceeded, deadline_exceeded)
 NTK_DEFINE_ERROR(InternalError, internal)
 #undef NTK_DEFINE_ERROR
 

@@ -1,0 +1,4 @@
+#pragma once
+namespace ntkserver {
+inline constexpr const char* kNtkserveVersion = "0.2.0";
+}

@@ -1,0 +1,45 @@
+#pragma once
+// Prometheus metrics (prometheus-cpp), served on their own HTTP port at /metrics.
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace ntkserver {
+
+class Metrics {
+ public:
+  // address empty: metrics are counted but not served.
+  explicit Metrics(const std::string& address);
+  void record_request(const std::string& method, const std::string& code, double seconds);
+  void record_fit(const std::string& outcome, double seconds, int newton_steps);
+  void record_upload_bytes(std::int64_t bytes);
+  void set_state(double memory_in_use, double memory_total, double memory_peak, double datasets, double models,
+                 double queue_depth, double running_fits);
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& fits_;
+  prometheus::Histogram& fit_seconds_;
+  prometheus::Histogram& fit_steps_;
+  prometheus::Counter& upload_bytes_;
+  prometheus::Gauge& memory_in_use_;
+  prometheus::Gauge& memory_total_;
+  prometheus::Gauge& memory_peak_;
+  prometheus::Gauge& datasets_;
+  prometheus::Gauge& models_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& running_fits_;
+  std::mutex mutex_;  // Family::Add is thread-safe; the lookups of latency histograms by label are not cached
+};
+
+}  // namespace ntkserver

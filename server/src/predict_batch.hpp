@@ -1,0 +1,27 @@
+#pragma once
+// One batch of predictions into a PredictResponse: shared by Predict, PredictStream and the Open
+// Inference Protocol's ModelInfer.
+#include "ntk/backend.hpp"
+#include "ntk/model.hpp"
+#include "ntk/uncertainty.hpp"
+#include "ntkserve/v1/predict.pb.h"
+
+namespace ntkserver {
+
+struct Runtime;
+namespace pb = ::ntkserve::v1;
+
+struct PredictOptions {
+  ntk::UncertaintyOptions uncertainty;
+  bool float32_results = false;
+  bool covariance = false;
+};
+
+// Checks the mode against the model (exact needs lambda = 0, linearized and mc lambda > 0).
+PredictOptions predict_options(const pb::PredictRequest& request, const ntk::Model& model);
+void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x);
+// Reserves the batch's working memory, computes and encodes it (row_offset is left to the caller).
+void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, ntk::ConstMatrixView<double> x,
+                   const PredictOptions& options, pb::PredictResponse& out);
+
+}  // namespace ntkserver
