@@ -152,6 +152,11 @@ int run_evaluate(Args& args) {
     throw ntk::InvalidArgument("--labels has " + std::to_string(labels.size()) + " entries but --x has " +
                                std::to_string(l.x.rows()) + " rows");
   const ntk::UncertaintyResult u = run(r, l);
+  return report_evaluation(u, labels, bins, json, r.uncertainty.mode != ntk::UncertaintyMode::none);
+}
+
+int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::int64_t>& labels, int bins, bool json,
+                      bool with_uncertainty) {
   ntk::ClassificationMetrics m;
   try {
     m = ntk::evaluate_probabilities(u.mean_probs.view(), labels, bins);
@@ -159,13 +164,13 @@ int run_evaluate(Args& args) {
     throw ntk::InvalidArgument(std::string("--labels: ") + e.what());
   }
   double mean_mi = 0;
-  if (r.uncertainty.mode != ntk::UncertaintyMode::none)
+  if (with_uncertainty)
     for (std::int64_t i = 0; i < u.mutual_info.rows(); ++i)
-      mean_mi += u.mutual_info(i, 0) / double(l.x.rows());
+      mean_mi += u.mutual_info(i, 0) / double(u.mutual_info.rows());
   if (json) {
     std::printf("{\"count\": %lld, \"accuracy\": %.17g, \"nll\": %.17g, \"brier\": %.17g, \"ece\": %.17g",
                 static_cast<long long>(m.count), m.accuracy, m.nll, m.brier, m.ece);
-    if (r.uncertainty.mode != ntk::UncertaintyMode::none)
+    if (with_uncertainty)
       std::printf(", \"mean_mutual_info\": %.17g", mean_mi);
     std::printf(", \"reliability\": [");
     for (std::size_t b = 0; b < m.reliability.size(); ++b) {
@@ -181,7 +186,7 @@ int run_evaluate(Args& args) {
   }
   std::printf("points      %lld\naccuracy    %.4f\nmean NLL    %.4f\nBrier       %.4f\nECE (%d)    %.4f\n",
               static_cast<long long>(m.count), m.accuracy, m.nll, m.brier, bins, m.ece);
-  if (r.uncertainty.mode != ntk::UncertaintyMode::none) std::printf("mean MI     %.4f\n", mean_mi);
+  if (with_uncertainty) std::printf("mean MI     %.4f\n", mean_mi);
   std::printf("\nreliability   bin          count  confidence  accuracy\n");
   for (const auto& bin : m.reliability)
     std::printf("            [%.3f, %.3f) %7lld    %.4f     %.4f\n", bin.lower, bin.upper,

@@ -1,4 +1,4 @@
-#include "convert.hpp"
+#include "wire/convert.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/uncertainty.hpp"
@@ -6,6 +6,13 @@
 #include "services.hpp"
 
 namespace ntkserver {
+
+using ntkwire::decode_matrix;
+using ntkwire::encode_column;
+using ntkwire::encode_int64_column;
+using ntkwire::encode_matrix;
+using ntkwire::from_proto;
+using ntkwire::to_proto;
 
 namespace {
 

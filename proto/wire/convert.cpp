@@ -1,11 +1,11 @@
-#include "convert.hpp"
+#include "wire/convert.hpp"
 
 #include <cmath>
 #include <cstring>
 
 #include "ntk/errors.hpp"
 
-namespace ntkserver {
+namespace ntkwire {
 
 ntk::KernelSpec from_proto(const pb::KernelSpec& p, ntk::ComputeType& dtype, const std::string& field) {
   ntk::KernelSpec s;
@@ -123,4 +123,4 @@ void encode_int64_column(std::span<const std::int64_t> v, pb::Matrix* out) {
   out->mutable_data()->assign(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(std::int64_t));
 }
 
-}  // namespace ntkserver
+}  // namespace ntkwire

@@ -1,5 +1,5 @@
 #pragma once
-// Between the wire types (ntkserve.v1) and the core's, with every check named after the field.
+// Between the wire types (shared by the server and the clients) (ntkserve.v1) and the core's, with every check named after the field.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -10,7 +10,7 @@
 #include "ntk/model.hpp"
 #include "ntkserve/v1/common.pb.h"
 
-namespace ntkserver {
+namespace ntkwire {
 
 namespace pb = ::ntkserve::v1;
 
@@ -24,4 +24,4 @@ void encode_matrix(ntk::ConstMatrixView<double> m, bool as_float32, pb::Matrix* 
 void encode_column(std::span<const double> v, bool as_float32, pb::Matrix* out);
 void encode_int64_column(std::span<const std::int64_t> v, pb::Matrix* out);
 
-}  // namespace ntkserver
+}  // namespace ntkwire
