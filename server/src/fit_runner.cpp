@@ -81,7 +81,7 @@ std::uint64_t fit_memory_estimate(const pb::DatasetInfo& info, const ntk::FitSet
   double matrices = 2;  // Theta and the assembly's other kernel / a factor
   if (s.lambda > 0 && s.time == 0 && solver == ntk::SolverKind::direct) matrices = 4;  // + the GPML factors
   if (s.time > 0) matrices = 3;
-  return static_cast<std::uint64_t>(8 * (matrices * n * n + 8 * n * c + 2 * n * d) + (64 << 20));
+  return static_cast<std::uint64_t>(8 * (matrices * n * n + 8 * n * c + 2 * n * d) + (1 << 20));
 }
 
 }  // namespace
@@ -183,6 +183,10 @@ void run_fit_job(Runtime& rt, Job& job) {
     minfo.set_description(job.request().description());
     minfo.set_created_unix_ms(unix_millis());
     rt.store.add_model(job.tenant(), minfo, model);
+    // Released before the job is reported done, so that a client that sees SUCCEEDED also sees the memory
+    // and the backend free again.
+    memory.release();
+    { auto done = std::move(backend); }
     const std::string message = model.diagnostics.message;
     job.update([&](pb::FitProgress& q) { q.set_converged(model.diagnostics.converged); });
     end(pb::SUCCEEDED, "", message, steps);
