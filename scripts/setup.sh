@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-command setup on a fresh Debian 12 machine: system packages, the Python tools the tests and
-# examples use (in .venv), then a Release build in build/.
+# One-command setup on a fresh Debian 12 machine: system packages (compilers, OpenBLAS, gRPC/Protobuf,
+# prometheus-cpp, yaml-cpp, OpenSSL, test tools), the Python tools the tests and examples use (in
+# .venv), then a Release build in build/.
 #
 #   scripts/setup.sh            # everything
 #   NTK_SETUP_SKIP_APT=1 ...    # packages are already there (no root needed)
@@ -21,6 +22,9 @@ if [ "${NTK_SETUP_SKIP_APT:-0}" != 1 ]; then
     build-essential cmake ninja-build pkg-config git \
     libopenblas0-pthread libopenblas-dev \
     googletest libgtest-dev libgmock-dev libbenchmark-dev \
+    libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
+    prometheus-cpp-dev libyaml-cpp-dev libssl-dev openssl \
+    clang libclang-rt-14-dev \
     python3 python3-venv >/dev/null
 fi
 
