@@ -190,6 +190,7 @@ void apply_yaml(ServerOptions& o, const std::string& path) {
     std::string key = entry.first.as<std::string>();
     for (char& c : key)
       if (c == '_') c = '-';
+    if (key == "memory-budget-bytes") key = "memory-budget";  // the documented YAML spelling
     const std::string where = "config file " + path + ": " + key;
     if (key == "tls") {
       if (!entry.second.IsMap()) throw ntk::InvalidArgument(where + ": expected {cert, key, client_ca}");
