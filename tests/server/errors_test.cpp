@@ -161,6 +161,50 @@ TEST_F(Errors, NamesFitsAndPredictionsAreChecked) {
   expect_rpc([&] { client_.import_model({1, 2, 3, 4}); }, C::INVALID_ARGUMENT, "imported model");
 }
 
+TEST(Queue, QueuedJobsBeyondTheLimitAreRefused) {
+  ntktest::ServerProcess server(ntktest::temporary_directory("queue2"), {"--workers", "1", "--max-queued-jobs", "1"});
+  ntkclient::Client client(server.client_options());
+  const auto x = random_inputs(1200, 10, 1);
+  const auto y = random_labels(1200, 10, 2);
+  client.upload("d", x.view(), &y);
+  pb::FitRequest f;
+  f.set_dataset("d");
+  f.mutable_spec()->set_depth(2);
+  f.mutable_spec()->set_w_std(1);
+  f.set_lambda(1e-4);
+  f.set_solver(pb::SOLVER_DIRECT);
+  f.set_tolerance(1e-15);
+  f.set_max_newton_steps(1000);
+  const auto first = client.fit(f);
+  // Wait until the worker runs the first job, so that exactly one more fits in the queue.
+  std::string first_state;
+  for (int i = 0; i < 100; ++i) {
+    bool running = false;
+    try {
+      client.watch(first.job_id(), [&](const pb::FitProgress& p) {
+        if (p.state() == pb::RUNNING) {
+          running = true;
+          throw std::runtime_error("running");
+        }
+      });
+    } catch (const std::runtime_error&) {
+    }
+    if (running) break;
+  }
+  const auto second = client.fit(f);
+  EXPECT_EQ(second.state(), pb::QUEUED);
+  try {
+    client.fit(f);
+    ADD_FAILURE() << "expected RESOURCE_EXHAUSTED";
+  } catch (const ntkclient::RpcError& e) {
+    EXPECT_EQ(e.status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(std::string(e.what()).find("queue is full"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(client.cancel(second.job_id()).state(), pb::CANCELLED);  // a queued job ends at once
+  client.cancel(first.job_id());
+  EXPECT_EQ(client.watch(first.job_id()).state(), pb::CANCELLED);
+}
+
 TEST(Auth, TokensMapToTenantsAndTenantsAreIsolated) {
   const std::string dir = ntktest::temporary_directory("auth");
   {
