@@ -42,6 +42,8 @@ log "Python packages"
 # neural-tangents 0.6.5 declares tensorflow as a dependency for a module we never import; install it
 # without dependencies (its real ones, jax and frozendict, come from requirements.txt).
 .venv/bin/python -m pip install -q --no-deps neural-tangents==0.6.5
+# The Python client (its gRPC stubs are generated from proto/ while it is built).
+.venv/bin/python -m pip install -q ./client/python
 
 log "configure and build (Release)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA="${NTK_CUDA:-AUTO}" \
