@@ -9,19 +9,22 @@ import threading
 
 
 def find_server_binary():
-    """NTK_SERVER_BINARY, then ntk-server on PATH, then the repository's build/bin."""
+    """NTK_SERVER_BINARY, then ntk-server on PATH, then build/bin/ntk-server of a source checkout."""
     explicit = os.environ.get("NTK_SERVER_BINARY")
     if explicit:
         return explicit
     on_path = shutil.which("ntk-server")
     if on_path:
         return on_path
-    here = os.path.dirname(os.path.abspath(__file__))
-    for up in range(2, 6):
-        root = os.path.abspath(os.path.join(here, *[".."] * up))
-        candidate = os.path.join(root, "build", "bin", "ntk-server")
-        if os.access(candidate, os.X_OK):
-            return candidate
+    # A source checkout: the package's own tree (editable installs), then the working directory and its parents.
+    starts = [os.path.dirname(os.path.abspath(__file__)), os.getcwd()]
+    for start in starts:
+        path = start
+        for _ in range(6):
+            candidate = os.path.join(path, "build", "bin", "ntk-server")
+            if os.access(candidate, os.X_OK):
+                return candidate
+            path = os.path.dirname(path)
     raise FileNotFoundError("ntk-server not found: build it (scripts/setup.sh), put it on PATH or set NTK_SERVER_BINARY")
 
 
