@@ -15,13 +15,14 @@ namespace {
 
 template <class T>
 Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x1,
-                         const ConstMatrixView<double>* x2, KernelSelection which) {
+                         const ConstMatrixView<double>* x2, KernelSelection which,
+                         const AssemblyOptions& options = {}) {
   const std::int64_t n2 = x2 ? x2->rows : x1.rows;
   Matrix<double> out(x1.rows, n2);
   if constexpr (std::is_same_v<T, double>) {
     KernelOutputs<double> o = which == KernelSelection::nngp ? KernelOutputs<double>{out.view(), {}}
                                                              : KernelOutputs<double>{{}, out.view()};
-    be.kernel(spec, x1, x2, o, {});
+    be.kernel(spec, x1, x2, o, options);
   } else {
     const Matrix<float> a = convert_matrix<float>(x1);
     Matrix<float> b;
@@ -30,7 +31,7 @@ Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<do
     Matrix<float> k(x1.rows, n2);
     KernelOutputs<float> o = which == KernelSelection::nngp ? KernelOutputs<float>{k.view(), {}}
                                                             : KernelOutputs<float>{{}, k.view()};
-    be.kernel(spec, a.view(), x2 ? &bv : nullptr, o, {});
+    be.kernel(spec, a.view(), x2 ? &bv : nullptr, o, options);
     for (std::size_t i = 0; i < k.size(); ++i) out.data()[i] = k.data()[i];
   }
   return out;
@@ -118,7 +119,7 @@ Matrix<double> model_kernel(Backend& be, const Model& m, ConstMatrixView<double>
 
 Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double> x, const Targets& targets,
                      const FitSettings& settings, const ProgressCallback& progress,
-                     ConstMatrixView<double> f0) {
+                     ConstMatrixView<double> f0, const std::function<bool()>& should_stop) {
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   check_settings(settings);
@@ -145,7 +146,11 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
     check_kernel_input(f0, "f0");
     m.f0_train = copy_matrix(f0);
   }
-  Matrix<double> theta = model_kernel(be, m, x, nullptr, KernelSelection::ntk);
+  AssemblyOptions assembly;
+  assembly.should_stop = should_stop;
+  Matrix<double> theta = settings.dtype == ComputeType::float32
+                             ? kernel_in<float>(be, m.spec, x, nullptr, KernelSelection::ntk, assembly)
+                             : kernel_in<double>(be, m.spec, x, nullptr, KernelSelection::ntk, assembly);
   const std::int64_t n = x.rows;
 
   if (settings.lambda == 0) {

@@ -195,6 +195,11 @@ void check_output(const MatrixView<T>& v, std::int64_t rows, std::int64_t cols, 
   }
 }
 
+void stop_if_asked(const AssemblyOptions& o, std::int64_t tile, std::size_t tiles) {
+  if (o.should_stop && o.should_stop())
+    throw Cancelled("kernel assembly stopped at tile " + std::to_string(tile + 1) + " of " + std::to_string(tiles));
+}
+
 int thread_count(const AssemblyOptions& o) {
   return o.threads > 0 ? o.threads : default_thread_count();
 }
@@ -251,6 +256,7 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
                                       std::vector<T>(static_cast<std::size_t>(tc)));
 
   parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
+    stop_if_asked(options, t, tasks.size());
     const TileTask task = tasks[static_cast<std::size_t>(t)];
     const TileLocation loc{task.ti * tr, task.tj * tc, std::min(tr, n1 - task.ti * tr),
                            std::min(tc, n2 - task.tj * tc)};
@@ -328,6 +334,7 @@ void assemble_kernel_tiles(const KernelSpec& spec, ConstMatrixView<T> x1, const 
   std::mutex sink_mutex;
 
   parallel_for(static_cast<std::int64_t>(tasks.size()), threads, [&](std::int64_t t, int worker) {
+    stop_if_asked(options, t, tasks.size());
     const TileTask task = tasks[static_cast<std::size_t>(t)];
     const TileLocation loc{task.ti * tr, task.tj * tc, std::min(tr, n1 - task.ti * tr),
                            std::min(tc, n2 - task.tj * tc)};

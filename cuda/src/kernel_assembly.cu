@@ -279,6 +279,12 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
   int slot = 0;
   for (std::int64_t ti = 0; ti < row_tiles; ++ti) {
     for (std::int64_t tj = symmetric ? ti : 0; tj < col_tiles; ++tj) {
+      if (options.should_stop && options.should_stop()) {
+        // Copies still in flight write into the caller's output: wait for them before unwinding.
+        for (int s = 0; s < 2; ++s) NTK_CUDA_CHECK(cudaStreamSynchronize(r.stream(s)));
+        throw Cancelled("kernel assembly stopped at tile row " + std::to_string(ti + 1) + " of " +
+                        std::to_string(row_tiles));
+      }
       deliver(slot);  // the buffers of this slot are free again once its previous tile is home
       cudaStream_t stream = r.stream(slot);
       TileGeometry g{std::min(tile, n1 - ti * tile), std::min(tile, n2 - tj * tile), 0, ti * tile, tj * tile,

@@ -169,7 +169,9 @@ void run_fit_job(Runtime& rt, Job& job) {
       });
       return !job.cancel_requested();
     };
-    ntk::Model model = ntk::fit_classifier(*backend, p.spec, data->x.view(), targets, p.settings, progress);
+    // The kernel assembly asks between tiles too, so that a cancelled job stops within one tile.
+    ntk::Model model = ntk::fit_classifier(*backend, p.spec, data->x.view(), targets, p.settings, progress, {},
+                                           [&job] { return job.cancel_requested(); });
     steps = model.diagnostics.steps;
     job.update([&](pb::FitProgress& q) {
       q.set_phase("saving");

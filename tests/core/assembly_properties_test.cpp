@@ -663,3 +663,29 @@ TEST(AssemblyProperties, NearDuplicateInputsStayAccurateInFloat64) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(AssemblyProperties, ShouldStopEndsTheAssemblyBetweenTilesWithCancelled) {
+  const Matrix<double> x = random_inputs<double>(17, 300, 10);
+  const KernelSpec spec = closed_form_specs().front();
+  for (int threads : {1, 2}) {
+    AssemblyOptions o;
+    o.tile_rows = o.tile_cols = 32;  // 55 tiles of the upper triangle
+    o.threads = threads;
+    std::atomic<int> asked{0};
+    o.should_stop = [&] { return ++asked > 3; };
+    Matrix<double> k(300, 300);
+    EXPECT_THROW(ntk::assemble_kernel<double>(spec, x.view(), nullptr, {{}, k.view()}, o), ntk::Cancelled);
+    EXPECT_LE(asked.load(), 4 + threads) << "tiles kept starting after the stop";
+    // Never asked to stop: the result is the usual one.
+    o.should_stop = [] { return false; };
+    Matrix<double> full(300, 300), plain(300, 300);
+    ntk::assemble_kernel<double>(spec, x.view(), nullptr, {{}, full.view()}, o);
+    o.should_stop = nullptr;
+    ntk::assemble_kernel<double>(spec, x.view(), nullptr, {{}, plain.view()}, o);
+    EXPECT_TRUE(bitwise_equal(full, plain));
+  }
+}
+
+}  // namespace

@@ -2,6 +2,7 @@
 // Fitting and prediction of the cross-entropy NTK classifier (SPEC section 2). All algorithms reach
 // the hardware only through the Backend.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "ntk/backend.hpp"
@@ -16,10 +17,12 @@ namespace ntk {
 // Throws InvalidArgument (bad settings or shapes), FailedPrecondition (lambda = 0 with degenerate
 // targets), NumericalError (kernel not positive definite, with the advice to set diag_reg), Cancelled.
 // f0_train (N x C, optional): the network's outputs at initialization on the training points; empty
-// for the deterministic predictor f0 = 0.
+// for the deterministic predictor f0 = 0. should_stop (optional) is asked between the kernel's tiles:
+// true stops the fit with Cancelled (between Newton steps, `progress` returning false does the same).
 Model fit_classifier(Backend& backend, const KernelSpec& spec, ConstMatrixView<double> x,
                      const Targets& targets, const FitSettings& settings,
-                     const ProgressCallback& progress = {}, ConstMatrixView<double> f0_train = {});
+                     const ProgressCallback& progress = {}, ConstMatrixView<double> f0_train = {},
+                     const std::function<bool()>& should_stop = {});
 
 // The automatic choice between the direct and the matrix-free Newton step, and why.
 SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memory_bytes);

@@ -18,6 +18,9 @@ struct AssemblyOptions {
   int threads = 0;             // 0: all hardware threads
   // Bound on the tile buffers of the streaming path (assemble_kernel_tiles), across all workers.
   std::size_t workspace_bytes = std::size_t(256) << 20;
+  // Asked before each tile; true stops the assembly with ntk::Cancelled (a server's cancelled job or a
+  // passed deadline). The output is then incomplete and must not be used.
+  std::function<bool()> should_stop;
 };
 
 // Either view may be empty (data == nullptr) when that kernel is not wanted; at least one must not be.
