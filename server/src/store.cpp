@@ -255,10 +255,10 @@ pb::ModelInfo Store::add_model(const std::string& tenant_name, pb::ModelInfo inf
   const std::string dir = tenant_dir(tenant_name);
   if (!valid_model_id(info.model_id())) throw ntk::InternalError("bad model id " + info.model_id());
   const std::string path = dir + "/models/" + info.model_id() + ".ntkm";
-  const auto file = encode_model_file(info, model);
-  info.set_bytes(static_cast<std::int64_t>(file.size()));
+  const auto portable = ntk::serialize_model(model);  // what ExportModel sends
+  info.set_bytes(static_cast<std::int64_t>(portable.size()));
   make_directories(dir + "/models");
-  write_file_durably(path, encode_model_file(info, model));
+  write_file_durably(path, encode_framed_file(kModelMagic, info.SerializeAsString(), portable));
   auto e = std::make_shared<ModelEntry>();
   e->info = info;
   e->path = path;
