@@ -147,7 +147,7 @@ void finish_gaussian(const UncertaintyOptions& o, std::int64_t c, UncertaintyRes
     for (std::int64_t a = 0; a < c; ++a) out.logit_var(i, a) = std::max(0.0, cov[a * c + a]);
     double expected = 0;
     gaussian_softmax_statistics(out.mean_logits.row_data(i), cov, static_cast<int>(c), o.probability_samples,
-                                stream_seed(o.seed, 1, static_cast<std::uint64_t>(i)),
+                                stream_seed(o.seed, 1, static_cast<std::uint64_t>(o.first_row + i)),
                                 out.mean_probs.row_data(i), expected);
     out.expected_entropy(i, 0) = expected;
   }
@@ -233,7 +233,7 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
         for (std::int64_t q = 0; q < n; ++q) var -= a(q, i) * a(q, i);
         const double sd = std::sqrt(std::max(var, 0.0));
         std::mt19937_64 rng(
-            stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(r0 + i)));
+            stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(o.first_row + r0 + i)));
         std::normal_distribution<double> normal;
         double centre = 0;
         for (std::int64_t q = 0; q < c; ++q) {

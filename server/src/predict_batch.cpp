@@ -47,7 +47,7 @@ void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x
 }
 
 void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, ntk::ConstMatrixView<double> x,
-                   const PredictOptions& options, pb::PredictResponse& out) {
+                   std::int64_t first_row, const PredictOptions& options, pb::PredictResponse& out) {
   const std::uint64_t n = static_cast<std::uint64_t>(model.x_train.rows());
   const std::uint64_t rows = static_cast<std::uint64_t>(x.rows);
   const std::uint64_t c = static_cast<std::uint64_t>(model.num_classes);
@@ -64,7 +64,9 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, 
     encode_int64_column(p.classes, out.mutable_classes());
     return;
   }
-  const ntk::UncertaintyResult u = ntk::predict_uncertainty(backend, model, x, options.uncertainty);
+  ntk::UncertaintyOptions uncertainty = options.uncertainty;
+  uncertainty.first_row = first_row;
+  const ntk::UncertaintyResult u = ntk::predict_uncertainty(backend, model, x, uncertainty);
   encode_matrix(u.mean_logits.view(), f32, out.mutable_logits());
   encode_matrix(u.mean_probs.view(), f32, out.mutable_probs());
   encode_int64_column(u.classes, out.mutable_classes());

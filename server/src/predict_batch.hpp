@@ -21,7 +21,8 @@ struct PredictOptions {
 PredictOptions predict_options(const pb::PredictRequest& request, const ntk::Model& model);
 void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x);
 // Reserves the batch's working memory, computes and encodes it (row_offset is left to the caller).
+// first_row: the batch's offset in the request's test set (random streams follow the global row index).
 void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, ntk::ConstMatrixView<double> x,
-                   const PredictOptions& options, pb::PredictResponse& out);
+                   std::int64_t first_row, const PredictOptions& options, pb::PredictResponse& out);
 
 }  // namespace ntkserver

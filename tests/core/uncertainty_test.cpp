@@ -110,6 +110,17 @@ TEST_F(UncertaintyTest, SeededAndReproducible) {
   mc.seed = 43;
   const auto c = ntk::predict_uncertainty(cpu_, model, xt.view(), mc);
   EXPECT_NE(a.mean_logits.storage(), c.mean_logits.storage());
+  // A caller's own batches (rows 3..6 as a call of their own, with first_row = 3) draw the same samples
+  // as the whole call; equal to rounding (the products have other shapes).
+  mc.seed = 42;
+  mc.tile_rows = 0;
+  mc.first_row = 3;
+  const auto tail = ntk::predict_uncertainty(cpu_, model, xt.view().block(3, 0, 4, 3), mc);
+  for (std::int64_t i = 0; i < 4; ++i)
+    for (std::int64_t j = 0; j < 2; ++j) {
+      EXPECT_NEAR(tail.mean_logits(i, j), a.mean_logits(3 + i, j), 1e-10);
+      EXPECT_NEAR(tail.logit_var(i, j), a.logit_var(3 + i, j), 1e-10);
+    }
 }
 
 TEST_F(UncertaintyTest, GaussianSoftmaxStatisticsAreCorrectForZeroCovariance) {

@@ -59,10 +59,13 @@ def test_uncertainty_streaming_and_dataset_input(client, blobs):
     assert [q.probs.shape[0] for q in pieces] == [1, 63, 86]
     np.testing.assert_allclose(np.concatenate([q.probs for q in pieces]), client.predict(model.model_id, x).probs,
                                rtol=0, atol=1e-14)
-    # Monte Carlo is seeded: the same seed gives the same numbers.
+    # Monte Carlo is seeded: the same seed gives the same numbers, whatever the batching (to rounding).
     a = client.predict(model.model_id, x[:8], uncertainty="mc", samples=16, seed=3)
     b = client.predict(model.model_id, x[:8], uncertainty="mc", samples=16, seed=3)
     np.testing.assert_array_equal(a.mutual_info, b.mutual_info)
+    c = client.predict(model.model_id, x[:8], uncertainty="mc", samples=16, seed=3, batch_rows=3)
+    np.testing.assert_allclose(c.mutual_info, a.mutual_info, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(c.logit_var, a.logit_var, rtol=1e-9, atol=1e-12)
 
 
 def test_closed_form_exact_uncertainty_and_kernel(client, blobs):

@@ -25,6 +25,10 @@ struct UncertaintyOptions {
   int probability_samples = 256;  // Gaussian modes: draws for the probability statistics
   std::uint64_t seed = 0;
   std::int64_t tile_rows = 0;  // test points per batch (0: automatic)
+  // Index of x's first row in the whole test set. Every test point draws from its own random stream keyed
+  // by its global index, so a caller that splits a test set into batches (the server) gets the same
+  // samples as one call over all of it.
+  std::int64_t first_row = 0;
 };
 
 struct UncertaintyResult {

@@ -190,7 +190,7 @@ grpc::Status InferenceServiceImpl::ModelInfer(grpc::ServerContext* ctx, const in
 
     auto backend = rt_.backends.acquire([&] { call.check_alive(); });
     pb::PredictResponse result;
-    predict_batch(rt_, *backend, *model, x.view(), options, result);
+    predict_batch(rt_, *backend, *model, x.view(), 0, options, result);
     response->set_model_name(request->model_name());
     response->set_model_version("1");
     response->set_id(request->id());

@@ -55,7 +55,7 @@ grpc::Status PredictServiceImpl::Predict(grpc::ServerContext* ctx, const pb::Pre
       call.check_alive();
       const std::int64_t rows = std::min(batch, in.x.rows - offset);
       pb::PredictResponse response;
-      predict_batch(rt_, *backend, *model, in.x.block(offset, 0, rows, in.x.cols), options, response);
+      predict_batch(rt_, *backend, *model, in.x.block(offset, 0, rows, in.x.cols), offset, options, response);
       response.set_row_offset(offset);
       if (!writer->Write(response)) throw ntk::Cancelled("Predict: the client stopped reading");
     }
@@ -84,7 +84,7 @@ grpc::Status PredictServiceImpl::PredictStream(
       check_predict_input(*model, in.x);
       if (!backend) backend.emplace(rt_.backends.acquire([&] { call.check_alive(); }));
       pb::PredictResponse response;
-      predict_batch(rt_, **backend, *model, in.x, options, response);
+      predict_batch(rt_, **backend, *model, in.x, offset, options, response);
       response.set_row_offset(offset);
       offset += in.x.rows;
       // Write blocks while the client is not reading: that is the backpressure.
