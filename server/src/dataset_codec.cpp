@@ -30,6 +30,11 @@ std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
   return a * b;
 }
 
+std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* what) {  // a, b >= 0
+  if (b > INT64_MAX - a) throw ntk::InvalidArgument(std::string(what) + ": size overflows");
+  return a + b;
+}
+
 std::string hex(const unsigned char* data, unsigned size) {
   static const char digits[] = "0123456789abcdef";
   std::string s(2 * size, '0');
@@ -108,8 +113,10 @@ std::int64_t check_upload_header(const pb::UploadHeader& h, std::int64_t max_byt
   for (const auto& [k, v] : h.metadata())
     if (k.size() > 1024 || v.size() > 1024) throw ntk::InvalidArgument("header.metadata: entries are at most 1 KiB");
   std::int64_t bytes = checked_mul(checked_mul(h.rows(), h.cols(), "header.rows x cols"), elem, "x");
-  if (h.has_labels()) bytes += checked_mul(h.rows(), 8, "labels");
-  if (h.has_targets()) bytes += checked_mul(checked_mul(h.rows(), h.num_classes(), "targets"), elem, "targets");
+  if (h.has_labels()) bytes = checked_add(bytes, checked_mul(h.rows(), 8, "labels"), "x + labels");
+  if (h.has_targets())
+    bytes = checked_add(bytes, checked_mul(checked_mul(h.rows(), h.num_classes(), "targets"), elem, "targets"),
+                        "x + targets");
   if (bytes > max_bytes)
     throw ntk::ResourceExhausted("dataset '" + h.name() + "' needs " + std::to_string(bytes) +
                                  " bytes, more than the server's limit of " + std::to_string(max_bytes) +
@@ -165,8 +172,13 @@ DatasetData UploadAssembler::finish(pb::DatasetInfo& info) {
 DatasetData decode_payload(const pb::DatasetInfo& info, std::span<const std::uint8_t> payload) {
   const std::int64_t elem = element_size(info.dtype());
   const std::int64_t n = info.rows(), d = info.cols();
-  if (elem == 0 || n < 1 || d < 1) throw ntk::InvalidArgument("dataset " + info.name() + ": bad dtype or shape");
-  std::int64_t need = n * d * elem + (info.has_labels() ? n * 8 : 0) + (info.has_targets() ? n * info.num_classes() * elem : 0);
+  // The info comes from a file here too, so every size is checked as check_upload_header does.
+  const std::int64_t c = info.num_classes();
+  if (elem == 0 || n < 1 || d < 1 || c < 0 || c > (1 << 20) || (info.has_targets() && c < 2))
+    throw ntk::InvalidArgument("dataset " + info.name() + ": bad dtype or shape");
+  std::int64_t need = checked_mul(checked_mul(n, d, "x"), elem, "x");
+  if (info.has_labels()) need = checked_add(need, checked_mul(n, 8, "labels"), "x + labels");
+  if (info.has_targets()) need = checked_add(need, checked_mul(checked_mul(n, c, "targets"), elem, "targets"), "x + targets");
   if (static_cast<std::int64_t>(payload.size()) != need)
     throw ntk::InvalidArgument("dataset " + info.name() + ": payload of " + std::to_string(payload.size()) +
                                " bytes, the shape needs " + std::to_string(need));
