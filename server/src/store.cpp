@@ -366,7 +366,6 @@ std::vector<Store::PendingJob> Store::pending_jobs() const {
 std::uint64_t Store::reclaim(std::uint64_t missing) {
   if (!evict_idle_) return 0;
   // Idle: nobody but the store holds the contents (use_count == 1).
-  std::vector<std::pair<std::chrono::steady_clock::time_point, Reservation*>> order;
   std::uint64_t freed = 0;
   std::lock_guard lock(mutex_);
   struct Candidate {
@@ -377,7 +376,7 @@ std::uint64_t Store::reclaim(std::uint64_t missing) {
   for (auto& [tname, t] : tenants_) {
     for (auto& [name, e] : t.datasets)
       if (e && e->data && e->data.use_count() == 1)
-        candidates.push_back({e->last_used, [e, tn = tname, n = name] {
+        candidates.push_back({e->last_used, [e = e, tn = tname, n = name] {
                                 const std::uint64_t b = e->memory.bytes();
                                 e->data.reset();
                                 e->memory.release();
@@ -387,7 +386,7 @@ std::uint64_t Store::reclaim(std::uint64_t missing) {
                               }});
     for (auto& [id, e] : t.models)
       if (e->model && e->model.use_count() == 1)
-        candidates.push_back({e->last_used, [e] {
+        candidates.push_back({e->last_used, [e = e] {
                                 const std::uint64_t b = e->memory.bytes();
                                 e->model.reset();
                                 e->memory.release();
