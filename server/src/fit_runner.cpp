@@ -1,7 +1,7 @@
 // Fit jobs: the checks made before a job is queued, and the worker that runs it.
 #include <cmath>
 
-#include "wire/convert.hpp"
+#include "wire.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
@@ -9,13 +9,6 @@
 #include "runtime.hpp"
 
 namespace ntkserver {
-
-using ntkwire::decode_matrix;
-using ntkwire::encode_column;
-using ntkwire::encode_int64_column;
-using ntkwire::encode_matrix;
-using ntkwire::from_proto;
-using ntkwire::to_proto;
 
 namespace {
 

@@ -1,18 +1,11 @@
 #include "predict_batch.hpp"
 
-#include "wire/convert.hpp"
+#include "wire.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "runtime.hpp"
 
 namespace ntkserver {
-
-using ntkwire::decode_matrix;
-using ntkwire::encode_column;
-using ntkwire::encode_int64_column;
-using ntkwire::encode_matrix;
-using ntkwire::from_proto;
-using ntkwire::to_proto;
 
 PredictOptions predict_options(const pb::PredictRequest& r, const ntk::Model& model) {
   PredictOptions o;

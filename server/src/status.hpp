@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "ntk/errors.hpp"
+#include "wire/status_name.hpp"
 
 namespace ntkserver {
 
@@ -15,6 +16,6 @@ grpc::StatusCode status_code_for(ntk::ErrorCode code) noexcept;
 // their message; std::bad_alloc is RESOURCE_EXHAUSTED; anything else is INTERNAL (a real fault).
 grpc::Status to_status(std::exception_ptr error) noexcept;
 
-const char* status_code_name(grpc::StatusCode code) noexcept;
+using ntkwire::status_code_name;
 
 }  // namespace ntkserver

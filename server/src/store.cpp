@@ -3,20 +3,13 @@
 #include <filesystem>
 
 #include "auth.hpp"
-#include "wire/convert.hpp"
+#include "wire.hpp"
 #include "files.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/model_file.hpp"
 
 namespace ntkserver {
-
-using ntkwire::decode_matrix;
-using ntkwire::encode_column;
-using ntkwire::encode_int64_column;
-using ntkwire::encode_matrix;
-using ntkwire::from_proto;
-using ntkwire::to_proto;
 
 namespace fs = std::filesystem;
 

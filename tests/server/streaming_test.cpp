@@ -30,6 +30,16 @@ pb::FitRequest fit_request(const std::string& dataset, double lambda = 1e-2) {
   return f;
 }
 
+// Uploads x with random labels as dataset "d" and fits it; the job of a SUCCEEDED fit.
+pb::FitJob fit_random_model(ntkclient::Client& client, const ntk::Matrix<double>& x, std::int64_t classes) {
+  const auto y = random_labels(x.rows(), classes, 2);
+  client.upload("d", x.view(), &y);
+  const auto job = client.fit(fit_request("d"));
+  const auto end = client.watch(job.job_id());
+  if (end.state() != pb::SUCCEEDED) throw std::runtime_error("fit failed: " + end.message());
+  return job;
+}
+
 std::string sha256_of(const std::string& bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned size = 0;
@@ -44,10 +54,7 @@ TEST(Streaming, BatchesArriveInOrderAndCoverEveryRow) {
   ntktest::ServerProcess server(ntktest::temporary_directory("order"));
   ntkclient::Client client(server.client_options());
   const auto x = random_inputs(90, 6, 1);
-  const auto y = random_labels(90, 3, 2);
-  client.upload("d", x.view(), &y);
-  const auto job = client.fit(fit_request("d"));
-  ASSERT_EQ(client.watch(job.job_id()).state(), pb::SUCCEEDED);
+  const auto job = fit_random_model(client, x, 3);
   const auto t = random_inputs(1001, 6, 3);
   pb::PredictRequest r;
   r.set_model_id(job.model_id());
@@ -155,10 +162,7 @@ TEST(Streaming, DeadlinesEndLongPredictionsWithDeadlineExceeded) {
   ntktest::ServerProcess server(ntktest::temporary_directory("deadline"));
   ntkclient::Client client(server.client_options());
   const auto x = random_inputs(1500, 20, 1);
-  const auto y = random_labels(1500, 3, 2);
-  client.upload("d", x.view(), &y);
-  const auto job = client.fit(fit_request("d"));
-  ASSERT_EQ(client.watch(job.job_id()).state(), pb::SUCCEEDED);
+  const auto job = fit_random_model(client, x, 3);
   client.upload("t", random_inputs(40000, 20, 3).view(), nullptr);
   auto options = server.client_options();
   options.timeout_seconds = 0.3;
@@ -279,10 +283,7 @@ TEST(Streaming, SigtermDrainsInFlightCallsThenStops) {
   ntktest::ServerProcess server(ntktest::temporary_directory("drain"));
   ntkclient::Client client(server.client_options());
   const auto x = random_inputs(1000, 20, 1);
-  const auto y = random_labels(1000, 3, 2);
-  client.upload("d", x.view(), &y);
-  const auto job = client.fit(fit_request("d"));
-  ASSERT_EQ(client.watch(job.job_id()).state(), pb::SUCCEEDED);
+  const auto job = fit_random_model(client, x, 3);
   const auto t = random_inputs(20000, 20, 3);
   std::int64_t rows = -1;
   std::thread long_call([&] {

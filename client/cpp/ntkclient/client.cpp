@@ -13,6 +13,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "ntk/npy.hpp"
 #include "wire/convert.hpp"
+#include "wire/status_name.hpp"
 
 namespace ntkclient {
 
@@ -35,24 +36,6 @@ ntk::ErrorCode error_code_for(grpc::StatusCode s) {
   }
 }
 
-const char* code_name(grpc::StatusCode s) {
-  switch (s) {
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
-  }
-}
-
 std::string read_text(const std::string& path, const char* what) {
   std::ifstream in(path);
   if (!in) throw ntk::InvalidArgument(std::string(what) + " " + path + ": cannot be read");
@@ -70,7 +53,7 @@ constexpr std::size_t kChunk = 1 << 20;
 }  // namespace
 
 RpcError::RpcError(grpc::StatusCode status, const std::string& message)
-    : ntk::Error(error_code_for(status), std::string(code_name(status)) + ": " + message), status_(status) {}
+    : ntk::Error(error_code_for(status), std::string(ntkwire::status_code_name(status)) + ": " + message), status_(status) {}
 
 Client::Client(ClientOptions options) : options_(std::move(options)) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;

@@ -96,4 +96,16 @@ std::string rename_subject(const std::string& message, const std::string& core_n
   return replacement + message.substr(core_name.size());
 }
 
+void write_predictions(const std::string& dir, const ntk::UncertaintyResult& u, bool with_uncertainty) {
+  std::vector<NamedArray> arrays = {{"logits.npy", &u.mean_logits}, {"probs.npy", &u.mean_probs}};
+  if (with_uncertainty) {
+    arrays.push_back({"logit_var.npy", &u.logit_var});
+    arrays.push_back({"entropy.npy", &u.predictive_entropy, true});
+    arrays.push_back({"expected_entropy.npy", &u.expected_entropy, true});
+    arrays.push_back({"mutual_info.npy", &u.mutual_info, true});
+  }
+  write_all(dir, arrays);
+  write_labels(dir + "/classes.npy", u.classes);
+}
+
 }  // namespace ntkctl

@@ -1,4 +1,5 @@
 #pragma once
+#include "ntk/uncertainty.hpp"
 // Reading the .npy inputs of a subcommand and writing its outputs, with errors that name the flag.
 #include <cstdint>
 #include <string>
@@ -29,6 +30,9 @@ struct NamedArray {
 };
 void write_all(const std::string& dir, const std::vector<NamedArray>& arrays);
 void write_labels(const std::string& path, const std::vector<std::int64_t>& labels);
+// logits.npy, probs.npy, classes.npy and, with_uncertainty, logit_var.npy, entropy.npy,
+// expected_entropy.npy, mutual_info.npy (SPEC section 4), into an existing directory.
+void write_predictions(const std::string& dir, const ntk::UncertaintyResult& u, bool with_uncertainty);
 
 // Names the command-line input behind a core argument name that starts an error message:
 // ("x2 contains NaN ...", "x2", "--x2 'b.npy'") -> "--x2 'b.npy' contains NaN ...". Other messages are

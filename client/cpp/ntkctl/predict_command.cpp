@@ -119,15 +119,7 @@ int run_predict(Args& args) {
     if (created) std::filesystem::remove(out_dir, ec);
     throw;
   }
-  std::vector<NamedArray> arrays = {{"logits.npy", &u.mean_logits}, {"probs.npy", &u.mean_probs}};
-  if (r.uncertainty.mode != ntk::UncertaintyMode::none) {
-    arrays.push_back({"logit_var.npy", &u.logit_var});
-    arrays.push_back({"entropy.npy", &u.predictive_entropy, true});
-    arrays.push_back({"expected_entropy.npy", &u.expected_entropy, true});
-    arrays.push_back({"mutual_info.npy", &u.mutual_info, true});
-  }
-  write_all(out_dir, arrays);
-  write_labels(out_dir + "/classes.npy", u.classes);
+  write_predictions(out_dir, u, r.uncertainty.mode != ntk::UncertaintyMode::none);
   std::printf("wrote %lld predictions (%s) to %s on %s\n", static_cast<long long>(l.x.rows()),
               r.uncertainty.mode == ntk::UncertaintyMode::none
                   ? "mean predictor"

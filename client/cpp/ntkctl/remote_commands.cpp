@@ -344,15 +344,7 @@ int remote_predict(ntkclient::Client& client, Args& args, bool evaluate) {
   const bool uncertain = options.uncertainty != pb::UNCERTAINTY_NONE;
   if (evaluate) return report_evaluation(u, labels, bins, json, uncertain);
   prepare_output_dir("out-dir", out_dir);
-  std::vector<NamedArray> arrays = {{"logits.npy", &u.mean_logits}, {"probs.npy", &u.mean_probs}};
-  if (uncertain) {
-    arrays.push_back({"logit_var.npy", &u.logit_var});
-    arrays.push_back({"entropy.npy", &u.predictive_entropy, true});
-    arrays.push_back({"expected_entropy.npy", &u.expected_entropy, true});
-    arrays.push_back({"mutual_info.npy", &u.mutual_info, true});
-  }
-  write_all(out_dir, arrays);
-  write_labels(out_dir + "/classes.npy", u.classes);
+  write_predictions(out_dir, u, uncertain);
   std::printf("wrote %lld predictions of %s to %s (%lld batches from %s)\n", static_cast<long long>(x.rows()),
               model.c_str(), out_dir.c_str(), static_cast<long long>(p.batches), client.options().address.c_str());
   return 0;

@@ -1,16 +1,9 @@
-#include "wire/convert.hpp"
+#include "wire.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/kernel_assembly.hpp"
 #include "services.hpp"
 
 namespace ntkserver {
-
-using ntkwire::decode_matrix;
-using ntkwire::encode_column;
-using ntkwire::encode_int64_column;
-using ntkwire::encode_matrix;
-using ntkwire::from_proto;
-using ntkwire::to_proto;
 
 namespace {
 struct KernelMatrixInput {

@@ -1,4 +1,4 @@
-#include "wire/convert.hpp"
+#include "wire.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/uncertainty.hpp"
@@ -6,13 +6,6 @@
 #include "services.hpp"
 
 namespace ntkserver {
-
-using ntkwire::decode_matrix;
-using ntkwire::encode_column;
-using ntkwire::encode_int64_column;
-using ntkwire::encode_matrix;
-using ntkwire::from_proto;
-using ntkwire::to_proto;
 
 namespace {
 
