@@ -27,6 +27,7 @@ def generate(out_dir):
             "ntkserve/v1/model.proto": "ntkserve/v1/model.proto",
             "ntkserve/v1/predict.proto": "ntkserve/v1/predict.proto",
             "ntkserve/v1/kernel.proto": "ntkserve/v1/kernel.proto",
+            "ntkserve/v1/server.proto": "ntkserve/v1/server.proto",
             "inference/grpc_service.proto": "ntkserve/_oip/grpc_service.proto",
             "grpc/health/v1/health.proto": "ntkserve/_health/health.proto",
         }

@@ -26,6 +26,7 @@ std::string read_pem(const std::string& path, const char* what) {
 
 const char* const kServiceNames[] = {"ntkserve.v1.DatasetService", "ntkserve.v1.ModelService",
                                      "ntkserve.v1.PredictService", "ntkserve.v1.KernelService",
+                                     "ntkserve.v1.ServerService",
                                      "inference.GRPCInferenceService"};
 
 }  // namespace
@@ -70,6 +71,7 @@ void Server::start() {
   predict_ = std::make_unique<PredictServiceImpl>(rt);
   kernel_ = std::make_unique<KernelServiceImpl>(rt);
   inference_ = std::make_unique<InferenceServiceImpl>(rt);
+  server_info_ = std::make_unique<ServerServiceImpl>(rt);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -94,6 +96,7 @@ void Server::start() {
   builder.RegisterService(predict_.get());
   builder.RegisterService(kernel_.get());
   builder.RegisterService(inference_.get());
+  builder.RegisterService(server_info_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0)
     throw ntk::Unavailable("cannot listen on " + options_.listen + " (address in use or invalid?)");

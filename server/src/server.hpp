@@ -14,6 +14,7 @@ class ModelServiceImpl;
 class PredictServiceImpl;
 class KernelServiceImpl;
 class InferenceServiceImpl;
+class ServerServiceImpl;
 
 class Server {
  public:
@@ -37,6 +38,7 @@ class Server {
   std::unique_ptr<PredictServiceImpl> predict_;
   std::unique_ptr<KernelServiceImpl> kernel_;
   std::unique_ptr<InferenceServiceImpl> inference_;
+  std::unique_ptr<ServerServiceImpl> server_info_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

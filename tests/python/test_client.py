@@ -164,3 +164,13 @@ def test_local_client_starts_and_stops_its_own_server():
         assert c.health() == "SERVING"
         process = c.local_server.process
     assert process.poll() is not None
+
+
+def test_server_info_names_the_backend(client):
+    info = client.server_info()
+    assert info.backend in ("cpu",) or info.backend.startswith("cuda:")
+    assert info.backend_description
+    assert info.memory_budget_bytes > 0 and info.workers >= 1
+    assert info.tenant == "default" and not info.authentication
+    import ntkserve.plots  # noqa: F401  (also reachable as ntkserve.plots)
+    assert hasattr(ntkserve, "plots")

@@ -136,7 +136,8 @@ class OpenInferenceProtocol(unittest.TestCase):
             responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
             names = {s.name for r in responses for s in r.list_services_response.service}
             for expected in ("ntkserve.v1.DatasetService", "ntkserve.v1.ModelService", "ntkserve.v1.PredictService",
-                             "ntkserve.v1.KernelService", "inference.GRPCInferenceService", "grpc.health.v1.Health"):
+                             "ntkserve.v1.KernelService", "ntkserve.v1.ServerService", "inference.GRPCInferenceService",
+                             "grpc.health.v1.Health"):
                 self.assertIn(expected, names)
 
 

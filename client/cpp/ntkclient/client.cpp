@@ -401,6 +401,13 @@ ntk::Matrix<double> Client::kernel(const pb::KernelSpec& spec, pb::KernelKind ki
   return k;
 }
 
+pb::ServerInfo Client::server_info() {
+  auto stub = pb::ServerService::NewStub(channel_);
+  pb::ServerInfo r;
+  with_retries("server info", true, [&] { return stub->GetServerInfo(context().get(), {}, &r); });
+  return r;
+}
+
 std::string Client::health(const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;

@@ -17,6 +17,7 @@
 #include "ntkserve/v1/kernel.grpc.pb.h"
 #include "ntkserve/v1/model.grpc.pb.h"
 #include "ntkserve/v1/predict.grpc.pb.h"
+#include "ntkserve/v1/server.grpc.pb.h"
 
 namespace ntkclient {
 
@@ -108,6 +109,8 @@ class Client {
 
   // grpc.health.v1: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN" for `service` ("" = the server).
   std::string health(const std::string& service = "");
+  // Version, backend (cpu / cuda:N and what runs underneath), memory budget, queue.
+  pb::ServerInfo server_info();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const ClientOptions& options() const { return options_; }

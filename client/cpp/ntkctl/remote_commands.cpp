@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "ntk/errors.hpp"
@@ -395,10 +396,32 @@ int remote_health(ntkclient::Client& client, Args& args) {
   const std::string service = args.get("service").value_or("");
   args.reject_unused();
   const std::string status = client.health(service);
-  if (json) std::printf("{\"server\": \"%s\", \"service\": %s, \"status\": \"%s\"}\n", client.options().address.c_str(),
-                        json_string(service).c_str(), status.c_str());
-  else std::printf("%s%s%s: %s\n", client.options().address.c_str(), service.empty() ? "" : " ", service.c_str(),
-                   status.c_str());
+  // The server's description needs a token where authentication is on; health itself does not.
+  std::optional<pb::ServerInfo> info;
+  try {
+    info = client.server_info();
+  } catch (const ntkclient::RpcError&) {
+  }
+  if (json) {
+    std::printf("{\"server\": \"%s\", \"service\": %s, \"status\": \"%s\"", client.options().address.c_str(),
+                json_string(service).c_str(), status.c_str());
+    if (info)
+      std::printf(", \"version\": \"%s\", \"backend\": \"%s\", \"backend_description\": %s, "
+                  "\"memory_budget_bytes\": %lld, \"memory_in_use_bytes\": %lld, \"queued_jobs\": %d, \"running_jobs\": %d",
+                  info->version().c_str(), info->backend().c_str(), json_string(info->backend_description()).c_str(),
+                  static_cast<long long>(info->memory_budget_bytes()), static_cast<long long>(info->memory_in_use_bytes()),
+                  info->queued_jobs(), info->running_jobs());
+    std::printf("}\n");
+  } else {
+    std::printf("%s%s%s: %s\n", client.options().address.c_str(), service.empty() ? "" : " ", service.c_str(),
+                status.c_str());
+    if (info)
+      std::printf("  ntk-server %s, backend %s (%s)\n  memory %.1f of %.1f MiB, fits: %d running, %d queued\n",
+                  info->version().c_str(), info->backend().c_str(), info->backend_description().c_str(),
+                  static_cast<double>(info->memory_in_use_bytes()) / (1 << 20),
+                  static_cast<double>(info->memory_budget_bytes()) / (1 << 20), info->running_jobs(),
+                  info->queued_jobs());
+  }
   return status == "SERVING" ? 0 : 1;
 }
 

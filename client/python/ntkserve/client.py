@@ -13,7 +13,7 @@ import numpy as np
 from . import errors
 from ._health import health_pb2, health_pb2_grpc
 from .v1 import common_pb2, dataset_pb2, dataset_pb2_grpc, kernel_pb2, kernel_pb2_grpc
-from .v1 import model_pb2, model_pb2_grpc, predict_pb2, predict_pb2_grpc
+from .v1 import model_pb2, model_pb2_grpc, predict_pb2, predict_pb2_grpc, server_pb2, server_pb2_grpc
 
 CHUNK = 1 << 20
 _UNCERTAINTY = {None: predict_pb2.UNCERTAINTY_NONE, "none": predict_pb2.UNCERTAINTY_NONE,
@@ -220,19 +220,19 @@ class Client:
     """A connection to ntk-server.
 
     Client("host:port", token=..., tls=True, root_certificates=pem_bytes, ...) connects to a server;
-    Client() with no address starts a private local server (ntkserve.LocalServer) that lives as long as
-    the client. Every failed call raises an ntkserve.errors.NTKServeError subclass carrying the gRPC
+    Client() with no address starts a private local server (ntkserve.LocalServer, with `local_args` as
+    extra ntk-server flags, e.g. ("--backend", "cuda:0")) that lives as long as the client. Every failed call raises an ntkserve.errors.NTKServeError subclass carrying the gRPC
     status code and the server's message.
     """
 
     def __init__(self, address=None, token=None, tls=False, root_certificates=None, certificate_chain=None,
-                 private_key=None, server_name=None, timeout=None, retries=4, backoff=0.1):
+                 private_key=None, server_name=None, timeout=None, retries=4, backoff=0.1, local_args=()):
         self.local_server = None
         if address is None:
             address = os.environ.get("NTK_SERVER")
         if address is None:
             from .local import LocalServer
-            self.local_server = LocalServer()
+            self.local_server = LocalServer(args=tuple(local_args))
             address = self.local_server.address
         self.address = address
         self.token = token if token is not None else os.environ.get("NTK_TOKEN")
@@ -253,6 +253,7 @@ class Client:
         self._predict = predict_pb2_grpc.PredictServiceStub(self.channel)
         self._kernel = kernel_pb2_grpc.KernelServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._server = server_pb2_grpc.ServerServiceStub(self.channel)
 
     # -- plumbing -----------------------------------------------------------------------------------
     def _metadata(self):
@@ -486,6 +487,11 @@ class Client:
             v = _decode(tile.values)
             out[tile.row_offset:tile.row_offset + v.shape[0], tile.col_offset:tile.col_offset + v.shape[1]] = v
         return out
+
+    def server_info(self):
+        """The server's version, backend ("cpu" / "cuda:N") and its description, memory budget and use,
+        and fit queue (an ntkserve.v1.ServerInfo message)."""
+        return self._call(self._server.GetServerInfo, server_pb2.GetServerInfoRequest())
 
     def health(self, service="") -> str:
         """'SERVING', 'NOT_SERVING' or 'UNKNOWN' for the server ('') or a service name."""

@@ -6,6 +6,7 @@
 #include "ntkserve/v1/kernel.grpc.pb.h"
 #include "ntkserve/v1/model.grpc.pb.h"
 #include "ntkserve/v1/predict.grpc.pb.h"
+#include "ntkserve/v1/server.grpc.pb.h"
 #include "runtime.hpp"
 
 namespace ntkserver {
@@ -85,6 +86,16 @@ class InferenceServiceImpl final : public ::inference::GRPCInferenceService::Ser
                              ::inference::ModelMetadataResponse* response) override;
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const ::inference::ModelInferRequest* request,
                           ::inference::ModelInferResponse* response) override;
+
+ private:
+  Runtime& rt_;
+};
+
+class ServerServiceImpl final : public pb::ServerService::Service {
+ public:
+  explicit ServerServiceImpl(Runtime& rt) : rt_(rt) {}
+  grpc::Status GetServerInfo(grpc::ServerContext* ctx, const pb::GetServerInfoRequest* request,
+                             pb::ServerInfo* response) override;
 
  private:
   Runtime& rt_;
