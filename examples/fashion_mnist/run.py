@@ -95,20 +95,13 @@ def rotate(images, rng, low, high):
 def connect(args):
     """The client and the backend it computes on: a local server tries cuda:0 first unless --backend cpu."""
     if args.server:
-        return ntkserve.Client(args.server), args.backend if args.backend != "auto" else "unknown (remote)"
-    local, backend = None, "cpu"
-    if args.backend in ("auto", "cuda"):
-        try:
-            local, backend = ntkserve.LocalServer(args=("--backend", "cuda:0")), "cuda"
-        except RuntimeError as e:
-            if args.backend == "cuda":
-                raise
-            print(f"no CUDA backend ({str(e).strip().splitlines()[-1][:160]}); using the CPU")
-    if local is None:
-        local = ntkserve.LocalServer(args=("--backend", "cpu"))
-    client = ntkserve.Client(local.address)
-    client.local_server = local  # closed with the client
-    return client, backend
+        client = ntkserve.Client(args.server)
+    else:
+        # A local server picks the first CUDA device on "auto"; --backend forces one or the other.
+        flag = {"auto": "auto", "cpu": "cpu", "cuda": "cuda:0"}[args.backend]
+        client = ntkserve.Client(local_args=("--backend", flag))
+    backend = client.server_info().backend  # "cpu" or "cuda:N"
+    return client, "cuda" if backend.startswith("cuda") else "cpu"
 
 
 def fit(client, name, x, y, classes, args, what):
