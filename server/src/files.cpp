@@ -152,7 +152,11 @@ int sweep_temporary_files(const std::string& dir) {
 
 std::vector<std::uint8_t> encode_framed_file(const char (&magic)[9], const std::string& header,
                                              std::span<const std::uint8_t> payload) {
-  std::vector<std::uint8_t> out(8 + 4 + header.size() + 8);
+  // One allocation of the final size: appending the payload and the CRC must not regrow (and copy) a
+  // dataset-sized image.
+  std::vector<std::uint8_t> out;
+  out.reserve(8 + 4 + header.size() + 8 + payload.size() + 4);
+  out.resize(8 + 4 + header.size() + 8);
   std::memcpy(out.data(), magic, 8);
   const auto header_size = static_cast<std::uint32_t>(header.size());
   std::memcpy(out.data() + 8, &header_size, 4);

@@ -65,12 +65,10 @@ Metrics::Metrics(const std::string& address)
                         .Add({})) {
   if (!address.empty()) {
     try {
-      exposer_ = std::make_unique<prometheus::Exposer>(address);
-    } catch (const std::exception& e) {
-      throw ntk::Unavailable("cannot serve metrics on " + address + ": " + e.what() +
-                             " (choose another --metrics address or 'off')");
+      endpoint_ = std::make_unique<MetricsEndpoint>(address, registry_);
+    } catch (const ntk::Error& e) {
+      throw ntk::Unavailable(std::string(e.what()) + " (choose another --metrics address or 'off')");
     }
-    exposer_->RegisterCollectable(registry_);
   }
 }
 

@@ -1,10 +1,11 @@
 #pragma once
-// Prometheus metrics (prometheus-cpp), served on their own HTTP port at /metrics.
+// Prometheus metrics (prometheus-cpp's core), served on their own HTTP port at /metrics.
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include "metrics_http.hpp"
 
 #include <memory>
 #include <mutex>
@@ -22,10 +23,11 @@ class Metrics {
   void set_state(double memory_in_use, double memory_total, double memory_peak, double datasets, double models,
                  double queue_depth, double running_fits);
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  int port() const { return endpoint_ ? endpoint_->port() : 0; }  // the bound port (for address :0)
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& fits_;

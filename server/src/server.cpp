@@ -108,7 +108,7 @@ void Server::start() {
                 ", " + (rt.tokens.enabled() ? std::to_string(rt.tokens.size()) + " API token(s)" : "no authentication") +
                 "), backend " + rt.backends.name() + " [" + rt.backends.description() + "], memory budget " +
                 std::to_string(rt.budget.total()) + " bytes, data " + options_.data_dir +
-                (options_.metrics.empty() ? "" : ", metrics http://" + options_.metrics + "/metrics"));
+                (options_.metrics.empty() ? "" : ", metrics on port " + std::to_string(rt.metrics.port()) + " (/metrics)"));
 }
 
 void Server::wait() {
