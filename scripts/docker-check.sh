@@ -249,49 +249,101 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check_image() {
-  local image=$1 tag=${1##*:}
-  log "check $image: image configuration"
-  local user entrypoint
-  user=$(buildah inspect --type image --format '{{.Docker.Config.User}}' "$image")
-  entrypoint=$(buildah inspect --type image --format '{{json .Docker.Config.Entrypoint}}' "$image")
-  echo "user: $user; entrypoint: $entrypoint"
-  [ "${user%%:*}" = 10001 ] || fail "$image does not run as the non-root user 10001 (User=$user)"
-  case "$entrypoint" in
-    *'"ntk-server"'*'"--listen","0.0.0.0:50051"'*'"--data-dir","/var/lib/ntkserve"'*'"--metrics","0.0.0.0:9464"'*) ;;
-    *) fail "$image: unexpected entrypoint $entrypoint" ;;
-  esac
-
-  local port mport srvlog="$cache/logs/server-$tag.log" out="$cache/data/pred-$tag"
-  port=$(free_port); mport=$(free_port)
-  while [ "$mport" = "$port" ]; do mport=$(free_port); done
-  rm -rf "$out"
+# start_server IMAGE PORT METRICS_PORT DATA_DIR LOG: ntk-server in a container of IMAGE with the
+# image's entrypoint flags, loopback ports instead of 0.0.0.0:50051/9464 (chroot isolation shares the
+# host's network), DATA_DIR as the data volume (as a named volume or a PVC would be),
+# docker/config/ntkserve.yaml (the compose configuration) as --config and a token file. buildah run
+# runs it as the image's user. Waits until it is SERVING.
+start_server() {
+  local image=$1 port=$2 mport=$3 data=$4 srvlog=$5
   server_ctr=$(buildah from --pull-never "$image")
-  log "check $image: ntk-server in the image on 127.0.0.1:$port (metrics :$mport, log: $srvlog)"
-  # The image's entrypoint flags, with loopback ports instead of 0.0.0.0:50051/9464 (chroot
-  # isolation shares the host's network); buildah run runs as the image's user.
-  buildah run --isolation chroot "$server_ctr" -- ntk-server --listen "127.0.0.1:$port" \
-    --data-dir /var/lib/ntkserve --metrics "127.0.0.1:$mport" >"$srvlog" 2>&1 &
+  # buildah 1.28 mounts an image VOLUME as an anonymous volume, and with several -v mounts it sometimes
+  # puts that one on the volume's path instead of the -v bind mount (the data then vanish with the
+  # container). Drop the VOLUME from this working container only; the image keeps it.
+  buildah config --volume /var/lib/ntkserve- "$server_ctr"
+  buildah run --isolation chroot \
+    -v "$data:/var/lib/ntkserve" \
+    -v "$root/docker/config/ntkserve.yaml:/etc/ntkserve/config.yaml:ro" \
+    -v "$cache/data/tokens:/etc/ntkserve/tokens:ro" \
+    "$server_ctr" -- ntk-server --listen "127.0.0.1:$port" --data-dir /var/lib/ntkserve \
+    --metrics "127.0.0.1:$mport" --config /etc/ntkserve/config.yaml --token-file /etc/ntkserve/tokens \
+    >>"$srvlog" 2>&1 &
   server_job=$!
-  local i ok=0
+  local i
   for i in $(seq 1 60); do
-    if "$ntkctl" --server "127.0.0.1:$port" health >/dev/null 2>&1; then ok=1; break; fi
+    if "$ntkctl" --server "127.0.0.1:$port" health >/dev/null 2>&1; then return 0; fi
     kill -0 "$server_job" 2>/dev/null || { tail -n 20 "$srvlog" >&2; fail "ntk-server in $image exited before it served"; }
     sleep 0.5
   done
-  [ "$ok" = 1 ] || { tail -n 20 "$srvlog" >&2; fail "ntk-server in $image not SERVING after 30 s"; }
-  log "check $image: from outside with $ntkctl"
+  tail -n 20 "$srvlog" >&2
+  fail "ntk-server in $image not SERVING after 30 s"
+}
+
+# stop_server LOG: SIGTERM to ntk-server (not to buildah), which must drain and exit with status 0.
+stop_server() {
+  local srvlog=$1 pid i rc=0
+  pid=$(for p in $(descendants "$server_job"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ntk-server ] && echo "$p"; done | head -n 1)
+  [ -n "$pid" ] || fail "cannot find the ntk-server process under buildah run"
+  kill -TERM "$pid"
+  for i in $(seq 1 60); do kill -0 "$server_job" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$server_job" 2>/dev/null && fail "ntk-server did not stop within 30 s of SIGTERM"
+  wait "$server_job" || rc=$?
+  server_job=
+  [ "$rc" = 0 ] || { tail -n 20 "$srvlog" >&2; fail "ntk-server exited with status $rc after SIGTERM"; }
+}
+
+check_image() {
+  local image=$1 tag=${1##*:}
+  log "check $image: image configuration"
+  local user entrypoint volumes ports health
+  user=$(buildah inspect --type image --format '{{.Docker.Config.User}}' "$image")
+  entrypoint=$(buildah inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$image")
+  volumes=$(buildah inspect --type image --format '{{.Docker.Config.Volumes}}' "$image")
+  ports=$(buildah inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$image")
+  health=$(buildah inspect --type image --format '{{.Docker.Config.Healthcheck}}' "$image")
+  printf 'user %s\nentrypoint %s\nvolumes %s\nports %s\nhealthcheck %s\n' "$user" "$entrypoint" "$volumes" "$ports" "$health"
+  [ "${user%%:*}" = 10001 ] || fail "$image does not run as the non-root user 10001 (User=$user)"
+  [ "$entrypoint" = "[ntk-server --listen 0.0.0.0:50051 --data-dir /var/lib/ntkserve --metrics 0.0.0.0:9464]" ] ||
+    fail "$image: unexpected entrypoint $entrypoint"
+  [[ "$volumes" == *"/var/lib/ntkserve"* ]] || fail "$image: /var/lib/ntkserve is no VOLUME"
+  [[ "$ports" == *"50051/tcp"*"9464/tcp"* ]] || fail "$image: ports 50051 and 9464 not exposed"
+  [[ "$health" == *"ntkctl --server 127.0.0.1:50051 health"* ]] || fail "$image: no HEALTHCHECK"
+
+  local port mport srvlog="$cache/logs/server-$tag.log" out="$cache/data/pred-$tag" data="$cache/data/volume-$tag"
+  port=$(free_port); mport=$(free_port)
+  while [ "$mport" = "$port" ]; do mport=$(free_port); done
+  rm -rf "$out" "$out.2" "$data"
+  : >"$srvlog"
+  # The data volume belongs to the image's user, as fsGroup or a fresh named volume arrange.
+  install -d -o 10001 -g 10001 -m 0750 "$data"
+  # One API token: the data calls must carry it, the gRPC health service must answer without it (the
+  # Kubernetes probes and the HEALTHCHECK send none).
+  local token
+  token="docker-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  printf '%s docker-check\n' "$token" >"$cache/data/tokens"
+  printf '%s' "$token" >"$cache/data/tokens.client"
+  chmod 0644 "$cache/data/tokens"
+  local ctl=("$ntkctl" --server "127.0.0.1:$port" --token-file "$cache/data/tokens.client")
+  touch "$cache/data/stamp"
+
+  log "check $image: ntk-server in the image on 127.0.0.1:$port (metrics :$mport, log: $srvlog)"
+  start_server "$image" "$port" "$mport" "$data" "$srvlog"
   "$ntkctl" --server "127.0.0.1:$port" health --json || fail "health"
-  "$ntkctl" --server "127.0.0.1:$port" upload --name docker-check --x "$cache/data/x.npy" \
-    --labels "$cache/data/y.npy" || fail "upload"
+  if "$ntkctl" --server "127.0.0.1:$port" datasets >/dev/null 2>&1; then
+    fail "the server in $image answered a data call without a token (--token-file ignored?)"
+  fi
+  echo "health answers without a token; a data call without one is refused"
+
+  log "check $image: upload, fit, predict from outside with $ntkctl"
+  "${ctl[@]}" upload --name docker-check --x "$cache/data/x.npy" --labels "$cache/data/y.npy" || fail "upload"
   local fit_json model
-  fit_json=$("$ntkctl" --server "127.0.0.1:$port" fit --dataset docker-check --lambda 1e-3 --depth 3 \
-    --w-std 1.5 --b-std 0.1 --json) || fail "fit"
+  fit_json=$("${ctl[@]}" fit --dataset docker-check --lambda 1e-3 --depth 3 --w-std 1.5 --b-std 0.1 \
+    --json --quiet) || fail "fit"
   echo "$fit_json"
   model=$(printf '%s' "$fit_json" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["model"])') ||
     fail "fit --json printed no model id"
-  "$ntkctl" --server "127.0.0.1:$port" predict --model "$model" --x "$cache/data/t.npy" --out-dir "$out" ||
-    fail "predict"
+  "${ctl[@]}" predict --model "$model" --x "$cache/data/t.npy" --out-dir "$out" || fail "predict"
   "$python" - "$out" <<'EOF' || fail "predict outputs"
 import sys, numpy as np
 d = sys.argv[1]
@@ -303,22 +355,38 @@ EOF
   "$python" - "$mport" <<'EOF' || fail "metrics endpoint"
 import sys, urllib.request
 body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
-types = [l for l in body.splitlines() if l.startswith("# TYPE")]
-assert types, "no metrics"
-print(f"metrics: {len(types)} metric families, e.g. {types[0]}")
+families = [l.split()[2] for l in body.splitlines() if l.startswith("# TYPE")]
+ours = [f for f in families if f.startswith("ntkserve_")]
+assert ours, "no ntkserve_ metrics"
+print(f"metrics: {len(families)} families, {len(ours)} ntkserve_*, e.g. {', '.join(ours[:3])}")
 EOF
-  log "check $image: SIGTERM drains and stops the server"
-  local pid
-  pid=$(for p in $(descendants "$server_job"); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ntk-server ] && echo "$p"; done | head -n 1)
-  [ -n "$pid" ] || fail "cannot find the ntk-server process under buildah run"
-  kill -TERM "$pid"
-  local rc=0
-  for i in $(seq 1 60); do kill -0 "$server_job" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$server_job" 2>/dev/null && fail "ntk-server did not stop within 30 s of SIGTERM"
-  wait "$server_job" || rc=$?
-  server_job=
-  [ "$rc" = 0 ] || { tail -n 20 "$srvlog" >&2; fail "ntk-server exited with status $rc after SIGTERM"; }
+
+  log "check $image: SIGTERM drains and stops the server; the model survives a restart on the volume"
+  stop_server "$srvlog"
+  local stored
+  stored=$(find "$data" -type f | wc -l)
+  echo "files in the data volume: $stored"
+  [ "$stored" -gt 0 ] || fail "nothing was stored under /var/lib/ntkserve"
+  buildah rm "$server_ctr" >/dev/null
+  server_ctr=
+  start_server "$image" "$port" "$mport" "$data" "$srvlog"
+  "${ctl[@]}" models | grep -q "$model" || fail "model $model is gone after the restart"
+  "${ctl[@]}" predict --model "$model" --x "$cache/data/t.npy" --out-dir "$out.2" >/dev/null ||
+    fail "predict after the restart"
+  cmp -s "$out/probs.npy" "$out.2/probs.npy" || fail "predictions differ after the restart"
+  echo "after the restart: model $model listed, identical predictions"
+  stop_server "$srvlog"
+
+  # What the server wrote into the container outside its volume (the Kubernetes Deployment runs it
+  # with a read-only root file system and an emptyDir on /tmp). /etc/ntkserve holds the mount points of
+  # the bind-mounted config and token files.
+  local mnt written
+  mnt=$(buildah mount "$server_ctr")
+  written=$(cd "$mnt" && find . -xdev -newer "$cache/data/stamp" -not -type d -not -path './proc/*' \
+    -not -path './sys/*' -not -path './dev/*' -not -path './run/*' -not -path './etc/ntkserve/*' | head -n 20)
+  buildah umount "$server_ctr" >/dev/null
+  echo "written into the container outside the volume: ${written:-nothing}"
+  [ -z "$written" ] || fail "ntk-server in $image wrote outside /var/lib/ntkserve: $written"
   buildah rm "$server_ctr" >/dev/null
   server_ctr=
   log "check $image: passed"
