@@ -249,34 +249,66 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server IMAGE PORT METRICS_PORT DATA_DIR LOG: ntk-server in a container of IMAGE with the
-# image's entrypoint flags, loopback ports instead of 0.0.0.0:50051/9464 (chroot isolation shares the
-# host's network), DATA_DIR as the data volume (as a named volume or a PVC would be),
-# docker/config/ntkserve.yaml (the compose configuration) as --config and a token file. buildah run
-# runs it as the image's user. Waits until it is SERVING.
+# start_server IMAGE DATA_DIR LOG: ntk-server in a container of IMAGE with the image's entrypoint
+# flags, loopback ports instead of 0.0.0.0:50051/9464 (chroot isolation shares the host's network),
+# DATA_DIR as the data volume (as a named volume or a PVC would be), docker/config/ntkserve.yaml (the
+# compose configuration) as --config and a token file. buildah run runs it as the image's user. Sets
+# port and mport, waits until it is SERVING. A port taken between choosing and binding it (other
+# processes on this machine pick free ports too) is retried with new ports, twice.
+# When the metrics endpoint fails to start on two different free ports, that is recorded as a failure
+# and the rest of the check runs with --metrics off.
+port=
+mport=
+metrics_off=0
+failures=()
 start_server() {
-  local image=$1 port=$2 mport=$3 data=$4 srvlog=$5
-  server_ctr=$(buildah from --pull-never "$image")
-  # buildah 1.28 mounts an image VOLUME as an anonymous volume, and with several -v mounts it sometimes
-  # puts that one on the volume's path instead of the -v bind mount (the data then vanish with the
-  # container). Drop the VOLUME from this working container only; the image keeps it.
-  buildah config --volume /var/lib/ntkserve- "$server_ctr"
-  buildah run --isolation chroot \
-    -v "$data:/var/lib/ntkserve" \
-    -v "$root/docker/config/ntkserve.yaml:/etc/ntkserve/config.yaml:ro" \
-    -v "$cache/data/tokens:/etc/ntkserve/tokens:ro" \
-    "$server_ctr" -- ntk-server --listen "127.0.0.1:$port" --data-dir /var/lib/ntkserve \
-    --metrics "127.0.0.1:$mport" --config /etc/ntkserve/config.yaml --token-file /etc/ntkserve/tokens \
-    >>"$srvlog" 2>&1 &
-  server_job=$!
-  local i
-  for i in $(seq 1 60); do
-    if "$ntkctl" --server "127.0.0.1:$port" health >/dev/null 2>&1; then return 0; fi
-    kill -0 "$server_job" 2>/dev/null || { tail -n 20 "$srvlog" >&2; fail "ntk-server in $image exited before it served"; }
-    sleep 0.5
+  local image=$1 data=$2 srvlog=$3 i metrics metrics_failed=0
+  for _ in 1 2 3 4; do
+    port=$(free_port); mport=$(free_port)
+    while [ "$mport" = "$port" ]; do mport=$(free_port); done
+    metrics="127.0.0.1:$mport"
+    [ "$metrics_off" = 0 ] || metrics=off
+    echo "ntk-server on 127.0.0.1:$port, metrics on $metrics (log: $srvlog)"
+    server_ctr=$(buildah from --pull-never "$image")
+    # buildah 1.28 mounts an image VOLUME as an anonymous volume, and with several -v mounts it
+    # sometimes puts that one on the volume's path instead of the -v bind mount (the data then vanish
+    # with the container). Drop the VOLUME from this working container only; the image keeps it.
+    buildah config --volume /var/lib/ntkserve- "$server_ctr"
+    buildah run --isolation chroot \
+      -v "$data:/var/lib/ntkserve" \
+      -v "$root/docker/config/ntkserve.yaml:/etc/ntkserve/config.yaml:ro" \
+      -v "$cache/data/tokens:/etc/ntkserve/tokens:ro" \
+      "$server_ctr" -- ntk-server --listen "127.0.0.1:$port" --data-dir /var/lib/ntkserve \
+      --metrics "$metrics" --config /etc/ntkserve/config.yaml --token-file /etc/ntkserve/tokens \
+      >>"$srvlog" 2>&1 &
+    server_job=$!
+    for i in $(seq 1 60); do
+      if "$ntkctl" --server "127.0.0.1:$port" health >/dev/null 2>&1; then return 0; fi
+      kill -0 "$server_job" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$server_job" 2>/dev/null; then
+      tail -n 20 "$srvlog" >&2
+      fail "ntk-server in $image not SERVING after 30 s"
+    fi
+    wait "$server_job" || true
+    server_job=
+    buildah rm "$server_ctr" >/dev/null
+    server_ctr=
+    if tail -n 5 "$srvlog" | grep -q 'cannot serve metrics'; then
+      metrics_failed=$((metrics_failed + 1))
+      if [ "$metrics_failed" -ge 2 ]; then
+        failures+=("$image: the metrics endpoint does not start on a free port: $(tail -n 5 "$srvlog" | grep -m1 'cannot serve metrics')")
+        echo "docker-check: FAIL (recorded): the metrics endpoint does not start; the rest of the check runs with --metrics off" >&2
+        metrics_off=1
+      fi
+    elif ! tail -n 5 "$srvlog" | grep -qiE 'bind|address already in use'; then
+      break
+    fi
+    echo "again with new ports"
   done
   tail -n 20 "$srvlog" >&2
-  fail "ntk-server in $image not SERVING after 30 s"
+  fail "ntk-server in $image exited before it served"
 }
 
 # stop_server LOG: SIGTERM to ntk-server (not to buildah), which must drain and exit with status 0.
@@ -310,9 +342,8 @@ check_image() {
   [[ "$ports" == *"50051/tcp"*"9464/tcp"* ]] || fail "$image: ports 50051 and 9464 not exposed"
   [[ "$health" == *"ntkctl --server 127.0.0.1:50051 health"* ]] || fail "$image: no HEALTHCHECK"
 
-  local port mport srvlog="$cache/logs/server-$tag.log" out="$cache/data/pred-$tag" data="$cache/data/volume-$tag"
-  port=$(free_port); mport=$(free_port)
-  while [ "$mport" = "$port" ]; do mport=$(free_port); done
+  metrics_off=0
+  local srvlog="$cache/logs/server-$tag.log" out="$cache/data/pred-$tag" data="$cache/data/volume-$tag"
   rm -rf "$out" "$out.2" "$data"
   : >"$srvlog"
   # The data volume belongs to the image's user, as fsGroup or a fresh named volume arrange.
@@ -324,11 +355,11 @@ check_image() {
   printf '%s docker-check\n' "$token" >"$cache/data/tokens"
   printf '%s' "$token" >"$cache/data/tokens.client"
   chmod 0644 "$cache/data/tokens"
-  local ctl=("$ntkctl" --server "127.0.0.1:$port" --token-file "$cache/data/tokens.client")
   touch "$cache/data/stamp"
 
-  log "check $image: ntk-server in the image on 127.0.0.1:$port (metrics :$mport, log: $srvlog)"
-  start_server "$image" "$port" "$mport" "$data" "$srvlog"
+  log "check $image: ntk-server in the image"
+  start_server "$image" "$data" "$srvlog"
+  local ctl=("$ntkctl" --server "127.0.0.1:$port" --token-file "$cache/data/tokens.client")
   "$ntkctl" --server "127.0.0.1:$port" health --json || fail "health"
   if "$ntkctl" --server "127.0.0.1:$port" datasets >/dev/null 2>&1; then
     fail "the server in $image answered a data call without a token (--token-file ignored?)"
@@ -352,7 +383,7 @@ assert logits.shape == (20, 3) and probs.shape == (20, 3), (logits.shape, probs.
 assert np.all(np.isfinite(logits)) and np.allclose(probs.sum(axis=1), 1.0), "probs rows do not sum to 1"
 print(f"predict: logits {logits.shape}, probs {probs.shape}, rows sum to 1")
 EOF
-  "$python" - "$mport" <<'EOF' || fail "metrics endpoint"
+  [ "$metrics_off" = 1 ] || "$python" - "$mport" <<'EOF' || fail "metrics endpoint"
 import sys, urllib.request
 body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
 families = [l.split()[2] for l in body.splitlines() if l.startswith("# TYPE")]
@@ -369,7 +400,8 @@ EOF
   [ "$stored" -gt 0 ] || fail "nothing was stored under /var/lib/ntkserve"
   buildah rm "$server_ctr" >/dev/null
   server_ctr=
-  start_server "$image" "$port" "$mport" "$data" "$srvlog"
+  start_server "$image" "$data" "$srvlog"
+  ctl=("$ntkctl" --server "127.0.0.1:$port" --token-file "$cache/data/tokens.client")
   "${ctl[@]}" models | grep -q "$model" || fail "model $model is gone after the restart"
   "${ctl[@]}" predict --model "$model" --x "$cache/data/t.npy" --out-dir "$out.2" >/dev/null ||
     fail "predict after the restart"
@@ -389,10 +421,15 @@ EOF
   [ -z "$written" ] || fail "ntk-server in $image wrote outside /var/lib/ntkserve: $written"
   buildah rm "$server_ctr" >/dev/null
   server_ctr=
-  log "check $image: passed"
+  if [ "$metrics_off" = 1 ]; then log "check $image: done; failed: the metrics endpoint (recorded above)"
+  else log "check $image: passed"; fi
 }
 
 check_image localhost/ntkserve:cpu
 [ "$cuda" = 0 ] || check_image localhost/ntkserve:cuda
 
+if [ ${#failures[@]} -gt 0 ]; then
+  for f in "${failures[@]}"; do echo "docker-check: failed: $f" >&2; done
+  fail "${#failures[@]} check(s) failed (above); everything else passed, in $(( $(date +%s) - t_start )) s"
+fi
 log "PASS: $([ "$cuda" = 1 ] && echo 'CPU and CUDA images' || echo 'CPU image') built and checked in $(( $(date +%s) - t_start )) s"
