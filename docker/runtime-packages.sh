@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints, one a line, the Debian packages that own the shared libraries the given executables link
 # (as ldd resolves them). Used by the Dockerfiles' builder stages, so the runtime stage installs the
-# runtime libraries and nothing else, on any apt-based base (Debian 12, Ubuntu 24.04, ...).
+# runtime libraries and nothing else; meant for any apt-based base (used here on Debian 12).
 # Libraries no package owns (a CUDA toolkit copied into the image by hand) are named on stderr and
 # left out: the runtime base image must provide them (the Dockerfiles check with ldd).
 set -eu
