@@ -24,7 +24,7 @@ if [ "${NTK_SETUP_SKIP_APT:-0}" != 1 ]; then
     googletest libgtest-dev libgmock-dev libbenchmark-dev \
     libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
     prometheus-cpp-dev libyaml-cpp-dev libssl-dev openssl \
-    clang libclang-rt-14-dev \
+    clang libclang-rt-14-dev dataset-fashion-mnist \
     python3 python3-venv >/dev/null
 fi
 
