@@ -397,18 +397,23 @@ TEST(AssemblyProperties, WorkspaceTooSmallForOneTileIsResourceExhausted) {
 TEST(AssemblyProperties, SinkExceptionReachesTheCaller) {
   // A sink that fails (say, a full disk) stops the stream; the error is the caller's, not a crash.
   const Matrix<double> x = random_inputs<double>(34, 100, 5);
-  AssemblyOptions o;
-  o.tile_rows = o.tile_cols = 16;
-  o.threads = 2;
-  int calls = 0;
-  EXPECT_THROW(ntk::assemble_kernel_tiles<double>(
-                   make_spec(Activation::relu, 2), x.view(), nullptr, ntk::KernelSelection::both,
-                   [&](const ntk::TileLocation&, ntk::ConstMatrixView<double>, ntk::ConstMatrixView<double>) {
-                     if (++calls == 3) throw ntk::IoError("sink failed");
-                   },
-                   o),
-               ntk::IoError);
-  EXPECT_LT(calls, 49);  // 7 x 7 tiles: the remaining ones were skipped (at most one per worker still ran)
+  for (int threads : {1, 2}) {
+    AssemblyOptions o;
+    o.tile_rows = o.tile_cols = 16;
+    o.threads = threads;
+    int calls = 0;
+    EXPECT_THROW(ntk::assemble_kernel_tiles<double>(
+                     make_spec(Activation::relu, 2), x.view(), nullptr, ntk::KernelSelection::both,
+                     [&](const ntk::TileLocation&, ntk::ConstMatrixView<double>, ntk::ConstMatrixView<double>) {
+                       if (++calls == 3) throw ntk::IoError("sink failed");
+                     },
+                     o),
+                 ntk::IoError);
+    // 7 x 7 tiles: with one worker the rest are skipped; with two, how many the other worker delivers
+    // before it sees the failure depends on the scheduler (a loaded machine ran them all once), so only
+    // the error is checked there.
+    if (threads == 1) EXPECT_EQ(calls, 3);
+  }
 }
 
 TEST(AssemblyProperties, ZeroInputRowsGiveTheReferenceValues) {
