@@ -4,7 +4,8 @@
 // solved by damped Newton on the equivalent GP-classification posterior (prior N(0, k Theta) per class,
 // soft-target softmax likelihood). Two interchangeable step solvers: `direct` (Rasmussen & Williams,
 // GPML Algorithm 3.3: C + 1 Cholesky factorizations of N x N matrices per step) and `matrix_free`
-// (Newton-CG on the same step, touching Theta only through products with N x C blocks).
+// (Newton-CG on the same step, touching Theta only through products with N x C blocks, preconditioned by
+// a low-rank Nystrom approximation of Theta).
 #include <functional>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct NewtonOptions {
   double tolerance = 1e-10;
   int max_steps = 100;
   int max_cg_iterations = 500;
+  // Newton-CG preconditioner: the rank of the Nystrom approximation of Theta it is built from
+  // (newton_preconditioner.hpp); negative = automatic (160 / C, within [4, 64]), 0 = Jacobi only.
+  int preconditioner_rank = -1;
 };
 
 // h = f(X) - f0(X) and a with h = k Theta a; at the fixed point a = Y - softmax(f0 + h).
