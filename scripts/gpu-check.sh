@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with an NVIDIA GPU (no network needed) build Release for the card's
 # architecture, run the CUDA tests (differential against the CPU backend), the CUDA tests under
-# compute-sanitizer (memcheck, racecheck), then a short GPU timing, and print one table last.
+# compute-sanitizer (memcheck, racecheck), then the GPU benchmarks (bench/gpu_bench.cu: cuBLAS and copy
+# ceilings, NTK assembly against the bare cuBLAS product, the N = 50k regularized fit, prediction
+# throughput), and print one table last. Sized to finish in about 6 minutes on an H200.
 # Full logs go to --log-dir (default: a fresh temporary folder), named at the end.
 #
 #   scripts/gpu-check.sh [--log-dir DIR]
@@ -32,7 +34,8 @@ row "device" "$(sed -n 2p "$log_dir/gpu.csv")"
 build=build-gpu
 start=$(date +%s)
 if cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-     -DNTK_BUILD_BENCH=ON > "$log_dir/configure.log" 2>&1 && cmake --build $build -j "$(nproc)" > "$log_dir/build.log" 2>&1; then
+     -DNTK_BUILD_BENCH=ON > "$log_dir/configure.log" 2>&1 &&
+   cmake --build $build -j "$(nproc)" --target cuda_tests core_tests ntkctl gpu_bench > "$log_dir/build.log" 2>&1; then
   row "build (sm_$arch)" "ok in $(( $(date +%s) - start )) s"
 else
   row "build (sm_$arch)" "FAILED (see build.log)"
@@ -47,7 +50,7 @@ fi
 if command -v compute-sanitizer >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
-    if timeout 240 "$cs" --tool $tool --error-exitcode 9 $build/tests/cuda_tests --gtest_filter='*Float32*:*Diagonal*:*Memory*' \
+    if timeout 100 "$cs" --tool $tool --error-exitcode 9 $build/tests/cuda_tests --gtest_filter='*Float32*:*Diagonal*:*Memory*' \
          > "$log_dir/sanitizer-$tool.log" 2>&1; then
       row "compute-sanitizer $tool" "clean"
     else
@@ -58,20 +61,14 @@ else
   row "compute-sanitizer" "not installed"
 fi
 
-# Timing: NTK of 20000 x 784 through ntkctl, GPU vs CPU (includes the copy of the 20000^2 result home).
-py=$(command -v python3)
-if $py -c 'import numpy' 2>/dev/null; then
-  $py - "$log_dir/x.npy" <<'PY'
-import sys, numpy as np
-np.save(sys.argv[1], np.random.default_rng(0).standard_normal((20000, 784)).astype(np.float32))
-PY
-  for dt in float32 float64; do
-    out=$($build/bin/ntkctl kernel --x1 "$log_dir/x.npy" --out "$log_dir/k.npy" --depth 3 --dtype $dt --backend cuda:0 2>>"$log_dir/timing.log")
-    echo "$out" >> "$log_dir/timing.log"
-    row "NTK 20000^2 d=784 depth 3 $dt" "$(echo "$out" | sed -E 's/.* in ([0-9.]+ s).*/\1 (cuda:0, incl. copy home)/')"
-  done
-  rm -f "$log_dir/k.npy"
+# Benchmarks: every row measured by bench/gpu_bench.cu in this run (targets in docs/benchmarks.md).
+if timeout 300 $build/bin/gpu_bench --n "${NTK_GPU_BENCH_N:-50000}" > "$log_dir/gpu_bench.log" 2>&1; then
+  row "GPU benchmarks" "ok (table below)"
+else
+  row "GPU benchmarks" "FAILED or timed out (see gpu_bench.log)"
 fi
 echo
 echo "gpu-check summary ($(date -u +%F), logs in $log_dir):"
 cat "$summary"
+echo
+grep -E '^(device|\|)' "$log_dir/gpu_bench.log" 2>/dev/null

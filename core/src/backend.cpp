@@ -10,7 +10,6 @@
 #endif
 
 namespace ntk {
-
 bool cuda_backend_built() {
 #if defined(NTK_WITH_CUDA)
   return true;

@@ -42,6 +42,7 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
   base.targets = targets.probabilities;
   if (!f0.empty()) base.f0_train = copy_matrix(f0);
   const Matrix<double> theta = model_kernel(be, base, x, nullptr, KernelSelection::ntk);
+  const std::unique_ptr<ResidentMatrix> theta_resident = be.make_resident(theta.view(), "training kernel Theta");
   const double eta = settings.learning_rate, lambda = settings.lambda, inv_n = 1.0 / static_cast<double>(n);
   const std::size_t block = static_cast<std::size_t>(n * c);
 
@@ -54,7 +55,7 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
       sample::softmax(y.data() + i * c, static_cast<int>(c), g.row_data(i));
       for (std::int64_t a = 0; a < c; ++a) g(i, a) -= targets.probabilities(i, a);
     }
-    be.gemm(false, false, inv_n, theta.view(), g.view(), 0.0, tg.view());
+    theta_resident->multiply(inv_n, g.view(), 0.0, tg.view());
     for (std::size_t q = 0; q < block; ++q) {
       const double f0q = f0.empty() ? 0.0 : base.f0_train.data()[q];
       dy[q] = -eta * (tg.data()[q] + lambda * (y[q] - f0q));

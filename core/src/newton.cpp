@@ -41,18 +41,19 @@ void evaluate(const FixedPointProblem& pr, State& s) {
   s.psi = psi;
 }
 
-// out = k Theta v.
-void apply_k(Backend& be, const FixedPointProblem& pr, ConstMatrixView<double> v, Matrix<double>& out) {
+// out = k Theta v, through the resident copy of Theta.
+void apply_k(ResidentMatrix& theta, const FixedPointProblem& pr, ConstMatrixView<double> v,
+             Matrix<double>& out) {
   out = Matrix<double>(v.rows, v.cols);
-  be.gemm(false, false, pr.k, pr.theta, v, 0.0, out.view());
+  theta.multiply(pr.k, v, 0.0, out.view());
 }
 
-double residual_of(Backend& be, const FixedPointProblem& pr, const State& s) {
+double residual_of(ResidentMatrix& theta, const FixedPointProblem& pr, const State& s) {
   Matrix<double> g(s.p.rows(), s.p.cols());
   for (std::int64_t i = 0; i < g.rows(); ++i)
     for (std::int64_t j = 0; j < g.cols(); ++j) g(i, j) = s.p(i, j) - pr.y(i, j);
   Matrix<double> kg;
-  apply_k(be, pr, g.view(), kg);
+  apply_k(theta, pr, g.view(), kg);
   double r = 0;
   for (std::size_t i = 0; i < kg.size(); ++i) r = std::max(r, std::abs(s.h.data()[i] + kg.data()[i]));
   return r;
@@ -72,11 +73,11 @@ Matrix<double> correction_rhs(const FixedPointProblem& pr, const State& s) {
 // delta_a = (I + W K)^-1 g, delta_h = K delta_a. (Applied to b = W h + Y - p it would give the new
 // point directly, but then rounding in the factors leaves an absolute error that stalls the residual
 // around 1e-9 for small lambda; the correction's error shrinks with g.) Returns a + delta_a.
-Matrix<double> direct_step(Backend& be, const FixedPointProblem& pr, const State& s) {
+Matrix<double> direct_step(Backend& be, ResidentMatrix& theta, const FixedPointProblem& pr, const State& s) {
   const std::int64_t n = s.h.rows(), c = s.h.cols();
   const Matrix<double> b = correction_rhs(pr, s);
   Matrix<double> t;
-  apply_k(be, pr, b.view(), t);  // K b
+  apply_k(theta, pr, b.view(), t);  // K b
   const LaplaceFactors f = laplace_factors(be, pr.theta, pr.k, s.p);
   // c_c = E_c (K b)_c; a_new = b - c + E R M^-T M^-1 R^T c.
   Matrix<double> cc = t;
@@ -107,14 +108,15 @@ Matrix<double> direct_step(Backend& be, const FixedPointProblem& pr, const State
 // columns and by its diagonal (Jacobi) otherwise. Solving for the correction rather than the new point
 // keeps CG's relative error relative to g, which vanishes at the solution: solving for a_new directly
 // left an error K S^T e that stalled the residual near 1e-9.
-Matrix<double> matrix_free_step(Backend& be, const FixedPointProblem& pr, const State& s,
+Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedPointProblem& pr,
+                                const State& s,
                                 const Matrix<double>& basis, double cg_tolerance, int max_iterations,
                                 int& iterations) {
   const std::int64_t n = s.h.rows(), c = s.h.cols();
   const int ci = static_cast<int>(c);
   const Matrix<double> g = correction_rhs(pr, s);
   Matrix<double> t;
-  apply_k(be, pr, g.view(), t);
+  apply_k(theta, pr, g.view(), t);
   auto apply_s_all = [&](const Matrix<double>& v, bool transpose) {
     Matrix<double> out(n, c);
     for (std::int64_t i = 0; i < n; ++i) {
@@ -127,7 +129,7 @@ Matrix<double> matrix_free_step(Backend& be, const FixedPointProblem& pr, const 
   };
   auto apply_op = [&](const Matrix<double>& v) {
     Matrix<double> kv;
-    apply_k(be, pr, apply_s_all(v, true).view(), kv);
+    apply_k(theta, pr, apply_s_all(v, true).view(), kv);
     Matrix<double> out = apply_s_all(kv, false);
     for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] += v.data()[i];
     return out;
@@ -242,7 +244,8 @@ double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, 
     for (std::int64_t j = 0; j < h.cols; ++j) s.h(i, j) = h(i, j);
   s.a = Matrix<double>(h.rows, h.cols, 0.0);
   evaluate(problem, s);
-  return residual_of(backend, problem, s);
+  const auto theta = backend.make_resident(problem.theta, "training kernel Theta");
+  return residual_of(*theta, problem, s);
 }
 
 FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, const NewtonOptions& options,
@@ -266,7 +269,8 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
   FixedPointSolution out;
   FitDiagnostics& d = out.diagnostics;
   d.solver_used = options.solver;
-  d.residual = residual_of(be, pr, s);
+  const std::unique_ptr<ResidentMatrix> theta = be.make_resident(pr.theta, "training kernel Theta");
+  d.residual = residual_of(*theta, pr, s);
   d.objective = -s.psi / static_cast<double>(n);
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
 
@@ -286,7 +290,7 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
     const int rank = options.preconditioner_rank < 0 ? detail::automatic_preconditioner_rank(n, c)
                                                       : options.preconditioner_rank;
     try {
-      basis = detail::nystrom_basis(be, pr.theta, pr.k, rank);
+      basis = detail::nystrom_basis(be, *theta, pr.k, rank);
     } catch (const NumericalError& e) {
       // Theta numerically indefinite: Jacobi still converges, only more slowly.
       log_warning(std::string("Newton-CG: no low-rank preconditioner (") + e.what() + "); using Jacobi");
@@ -298,7 +302,7 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
     int cg_iterations = 0;
     Matrix<double> a_new;
     if (options.solver == SolverKind::direct) {
-      a_new = direct_step(be, pr, s);
+      a_new = direct_step(be, *theta, pr, s);
     } else {
       // A tight, fixed CG tolerance: the correction's error is amplified by K = k Theta, so a forcing term
       // relative to the residual (1e-3 * residual, tried first) gave useless directions for small lambda
@@ -306,10 +310,10 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
       // (a full step that halved the residual) was tried with the Nystrom preconditioner: it saved under
       // 10% of the CG iterations at lambda = 1e-3, and its phase test fired on the first step.
       const double cg_tol = 1e-10;
-      a_new = matrix_free_step(be, pr, s, basis, cg_tol, options.max_cg_iterations, cg_iterations);
+      a_new = matrix_free_step(be, *theta, pr, s, basis, cg_tol, options.max_cg_iterations, cg_iterations);
     }
     Matrix<double> h_new;
-    apply_k(be, pr, a_new.view(), h_new);
+    apply_k(*theta, pr, a_new.view(), h_new);
     // Backtracking on the objective along the Newton direction (h and a move together, h = k Theta a).
     State trial;
     double step = 1;
@@ -334,7 +338,7 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
     s = std::move(trial);
     ++d.steps;
     d.cg_iterations += cg_iterations;
-    d.residual = residual_of(be, pr, s);
+    d.residual = residual_of(*theta, pr, s);
     d.objective = -s.psi / static_cast<double>(n);
     StepRecord rec{d.steps, d.residual, d.objective, cg_iterations, step, elapsed()};
     d.history.push_back(rec);

@@ -76,20 +76,20 @@ int automatic_preconditioner_rank(std::int64_t n, std::int64_t classes) {
   return static_cast<int>(std::min(n, by_classes));
 }
 
-Matrix<double> nystrom_basis(Backend& be, ConstMatrixView<double> theta, double k, int rank) {
-  const std::int64_t n = theta.rows;
+Matrix<double> nystrom_basis(Backend& be, ResidentMatrix& theta, double k, int rank) {
+  const std::int64_t n = theta.rows();
   const std::int64_t l = std::min<std::int64_t>(rank, n);
   if (l <= 0) return Matrix<double>(n, 0);
   // One subspace iteration: Omega spans Theta times a Gaussian sketch, which aligns it with the top
   // eigenvectors far better than the raw sketch does for a slowly decaying spectrum.
   const Matrix<double> sketch = gaussian_sketch(n, l);
   Matrix<double> y0(n, l);
-  be.gemm(false, false, 1.0, theta, sketch.view(), 0.0, y0.view());
+  theta.multiply(1.0, sketch.view(), 0.0, y0.view());
   const Matrix<double> omega_t = orthonormal_rows(y0);  // l' x N
   const std::int64_t lk = omega_t.rows();
   if (lk == 0) return Matrix<double>(n, 0);
   Matrix<double> y(n, lk);
-  be.gemm(false, true, 1.0, theta, omega_t.view(), 0.0, y.view());
+  theta.multiply(1.0, transpose(omega_t.view()).view(), 0.0, y.view());
   // Shift by nu (Tropp et al. 2017's stable Nystrom): Omega^T Theta Omega may be numerically singular.
   double fro = 0;
   for (std::size_t i = 0; i < y.size(); ++i) fro += y.data()[i] * y.data()[i];

@@ -24,7 +24,7 @@ int automatic_preconditioner_rank(std::int64_t n, std::int64_t classes);
 
 // N x l' (l' <= rank; columns that Theta annihilates are dropped) with B B^T = the Nystrom approximation
 // of k Theta from one step of subspace iteration on a fixed Gaussian sketch (seeded: reproducible).
-Matrix<double> nystrom_basis(Backend& backend, ConstMatrixView<double> theta, double k, int rank);
+Matrix<double> nystrom_basis(Backend& backend, ResidentMatrix& theta, double k, int rank);
 
 class NystromPreconditioner {
  public:

@@ -179,10 +179,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
     for (auto& e : mean.a.storage()) e /= k;
   }
   for (int s = 0; s < o.samples; ++s) {
-    std::mt19937_64 rng(stream_seed(o.seed, 2, static_cast<std::uint64_t>(s)));
-    std::normal_distribution<double> normal;
-    Matrix<double> z(n, c);
-    for (auto& e : z.storage()) e = normal(rng);
+    Matrix<double> z(n, c);  // N C draws per sample: drawn by the backend (cuRAND on the GPU)
+    be.normal_draws(stream_seed(o.seed, 2, static_cast<std::uint64_t>(s)), z.view());
     Matrix<double> f0(n, c);
     be.gemm(false, false, 1.0, chol.view(), z.view(), 0.0, f0.view());
     Matrix<double> cs(n, c);

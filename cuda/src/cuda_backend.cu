@@ -3,6 +3,8 @@
 
 #include "kernel_assembly.cuh"
 #include "linear_algebra.cuh"
+#include "random.cuh"
+#include "resident_matrix.cuh"
 #include "ntk/cuda/cuda_backend.hpp"
 #include "ntk/cuda/errors.cuh"
 #include "ntk/cuda/resources.cuh"
@@ -70,6 +72,15 @@ class CudaBackendImpl final : public CudaBackend {
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override {
     std::lock_guard lock(mutex_);
     cuda::triangular_solve(resources_, l, b, transpose);
+  }
+  // No fallback to per-product uploads when it does not fit: those would need the same device memory.
+  // ResourceExhausted names the bytes needed and available.
+  std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override {
+    return make_device_resident(resources_, mutex_, a, what);
+  }
+  void normal_draws(std::uint64_t seed, MatrixView<double> out) override {
+    std::lock_guard lock(mutex_);
+    cuda::normal_draws(resources_, seed, out);
   }
 
  private:

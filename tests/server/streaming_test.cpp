@@ -161,9 +161,11 @@ TEST(Streaming, CancellationStopsARunningFitBetweenNewtonSteps) {
 TEST(Streaming, DeadlinesEndLongPredictionsWithDeadlineExceeded) {
   ntktest::ServerProcess server(ntktest::temporary_directory("deadline"));
   ntkclient::Client client(server.client_options());
-  const auto x = random_inputs(1500, 20, 1);
+  // Sized so that the whole prediction takes seconds (3.6e8 kernel entries), far beyond the deadline, on
+  // any machine this runs on: 40000 x 1500 once finished within 0.3 s on a quiet 2-vCPU host.
+  const auto x = random_inputs(3000, 20, 1);
   const auto job = fit_random_model(client, x, 3);
-  client.upload("t", random_inputs(40000, 20, 3).view(), nullptr);
+  client.upload("t", random_inputs(120000, 20, 3).view(), nullptr);
   auto options = server.client_options();
   options.timeout_seconds = 0.3;
   ntkclient::Client hurried(options);

@@ -2,6 +2,7 @@
 // One interface, several implementations (CPU; CUDA when built): every algorithm reaches the hardware
 // only through a Backend, and the CPU backend is the test oracle for the others.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -9,6 +10,17 @@
 #include "ntk/kernel_assembly.hpp"
 
 namespace ntk {
+
+// A square float64 matrix (the training kernel) kept where the backend computes, so that the solvers'
+// many products with thin N x m blocks (Newton-CG, the Nystrom sketch, the gradient-flow ODE) do not
+// move it every time: the CUDA backend uploads it once into its device memory pool.
+class ResidentMatrix {
+ public:
+  virtual ~ResidentMatrix() = default;
+  virtual std::int64_t rows() const = 0;
+  // out = alpha A v + beta out for host matrices v, out of N x m (out must not overlap v).
+  virtual void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) = 0;
+};
 
 class Backend {
  public:
@@ -38,6 +50,17 @@ class Backend {
   virtual void spd_inverse(MatrixView<double> a, const char* what) = 0;
   // b <- L^-1 b (transpose = false) or L^-T b (transpose = true), L lower triangular.
   virtual void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) = 0;
+
+  // `a` (square) made resident for repeated products; `what` names it in errors. The default keeps a
+  // view of `a`, which must then outlive the result, and multiplies through gemm(). Backends with their
+  // own memory copy it there (and may fall back to the default when it does not fit).
+  virtual std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what);
+
+  // Fills `out` (row by row) with independent standard normal draws determined by `seed` alone: the same
+  // numbers for the same seed on the same backend. The default (the CPU's) is std::mt19937_64 with
+  // std::normal_distribution; the CUDA backend draws on the device with cuRAND's Philox4x32-10. The
+  // backends' numbers differ; their law does not.
+  virtual void normal_draws(std::uint64_t seed, MatrixView<double> out);
 };
 
 struct BackendOptions {

@@ -1,0 +1,16 @@
+#pragma once
+#include <memory>
+#include <mutex>
+
+#include "ntk/backend.hpp"
+#include "ntk/cuda/resources.cuh"
+
+namespace ntk::cuda {
+
+// `a` uploaded once into the pool (throws ResourceExhausted when it does not fit); every multiply()
+// then moves only the thin N x m operands, under `device_mutex` (the backend's: one operation at a time
+// per device).
+std::unique_ptr<ResidentMatrix> make_device_resident(DeviceResources& resources, std::mutex& device_mutex,
+                                                     ConstMatrixView<double> a, const char* what);
+
+}  // namespace ntk::cuda

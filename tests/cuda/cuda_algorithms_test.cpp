@@ -1,0 +1,214 @@
+// End-to-end differential tests: every algorithm (fit direct and matrix-free, closed form, dynamics,
+// prediction, every uncertainty mode) on the CUDA backend against the CPU backend, plus the resident
+// training kernel the solvers multiply with. Skipped (GTEST_SKIP) without a device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "ntk/classifier.hpp"
+#include "ntk/cpu_backend.hpp"
+#include "ntk/cuda/cuda_backend.hpp"
+#include "ntk/dynamics.hpp"
+#include "ntk/errors.hpp"
+#include "ntk/targets.hpp"
+#include "ntk/uncertainty.hpp"
+
+namespace {
+
+using ntk::Matrix;
+
+Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
+  Matrix<double> m(rows, cols);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (auto& v : m.storage()) v = normal(rng);
+  return m;
+}
+
+std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t classes, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
+  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(classes));
+  return y;
+}
+
+double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a.data()[i]) || !std::isfinite(b.data()[i])) return std::numeric_limits<double>::infinity();
+    d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
+  }
+  return d;
+}
+
+ntk::KernelSpec relu3() {
+  ntk::KernelSpec s;
+  s.depth = 3;
+  s.w_std = 1.5;
+  s.b_std = 0.1;
+  return s;
+}
+
+class CudaAlgorithmsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (ntk::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << ntk::cuda::unavailable_reason();
+    gpu_ = ntk::cuda::make_cuda_backend(0, {});
+  }
+  std::unique_ptr<ntk::cuda::CudaBackend> gpu_;
+  ntk::CpuBackend cpu_;
+};
+
+TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
+  const std::int64_t n = 301;
+  const Matrix<double> a = random_matrix(n, n, 1);
+  const Matrix<double> v_full = random_matrix(n, 12, 2);
+  const ntk::ConstMatrixView<double> v = v_full.view().block(0, 1, n, 7);  // strided operand
+  const std::size_t before = gpu_->memory().in_use;
+  {
+    auto resident = gpu_->make_resident(a.view(), "test matrix");
+    EXPECT_GE(gpu_->memory().in_use, before + std::size_t(n * n) * sizeof(double));
+    for (double beta : {0.0, 0.5}) {
+      Matrix<double> out_gpu = random_matrix(n, 7, 3), out_cpu = out_gpu;
+      if (beta == 0)
+        for (auto& x : out_gpu.storage()) x = std::nan("");  // poisoned: every element must be written
+      resident->multiply(1.25, v, beta, out_gpu.view());
+      cpu_.gemm(false, false, 1.25, a.view(), v, beta, out_cpu.view());
+      EXPECT_LE(max_abs_diff(out_gpu, out_cpu), 1e-12 * n) << "beta " << beta;
+    }
+    Matrix<double> wrong(n - 1, 7);
+    EXPECT_THROW(resident->multiply(1.0, v, 0.0, wrong.view()), ntk::InvalidArgument);
+  }
+  EXPECT_EQ(gpu_->memory().in_use, before);
+}
+
+TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
+  ntk::BackendOptions tiny;
+  tiny.device_memory_budget = 1 << 20;  // 1 MiB: a 512 x 512 float64 matrix (2 MiB) does not fit
+  auto small = ntk::cuda::make_cuda_backend(0, tiny);
+  const Matrix<double> a = random_matrix(512, 512, 4);
+  try {
+    (void)small->make_resident(a.view(), "training kernel Theta");
+    ADD_FAILURE() << "no ResourceExhausted";
+  } catch (const ntk::ResourceExhausted& e) {
+    EXPECT_NE(std::string(e.what()).find("training kernel Theta"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(small->memory().in_use, 0u);
+}
+
+TEST_F(CudaAlgorithmsTest, FitsMatchCpu) {
+  const auto x = random_matrix(240, 9, 6);
+  const auto targets = ntk::targets_from_labels(random_labels(240, 4, 7), 4, 0.0);
+  for (auto solver : {ntk::SolverKind::direct, ntk::SolverKind::matrix_free}) {
+    ntk::FitSettings s;
+    s.lambda = 1e-3;
+    s.solver = solver;
+    const ntk::Model g = ntk::fit_classifier(*gpu_, relu3(), x.view(), targets, s);
+    const ntk::Model c = ntk::fit_classifier(cpu_, relu3(), x.view(), targets, s);
+    ASSERT_TRUE(g.diagnostics.converged) << g.diagnostics.message;
+    ASSERT_TRUE(c.diagnostics.converged) << c.diagnostics.message;
+    // Both satisfy the fixed point to 1e-10; the fixed point is unique.
+    EXPECT_LE(max_abs_diff(g.train_logits, c.train_logits), 1e-8) << ntk::solver_name(solver);
+    EXPECT_LE(max_abs_diff(g.coefficients, c.coefficients), 1e-8) << ntk::solver_name(solver);
+  }
+  ntk::FitSettings closed;
+  closed.lambda = 0;
+  const auto smooth = ntk::targets_from_labels(random_labels(240, 4, 7), 4, 0.1);
+  const ntk::Model g = ntk::fit_classifier(*gpu_, relu3(), x.view(), smooth, closed);
+  const ntk::Model c = ntk::fit_classifier(cpu_, relu3(), x.view(), smooth, closed);
+  const auto xt = random_matrix(57, 9, 8);
+  const auto pg = ntk::predict(*gpu_, g, xt.view(), 16), pc = ntk::predict(cpu_, c, xt.view(), 16);
+  EXPECT_LE(max_abs_diff(pg.logits, pc.logits), 1e-7 * (1 + max_abs_diff(pc.logits, Matrix<double>(57, 4))));
+  EXPECT_EQ(pg.classes, pc.classes);
+}
+
+TEST_F(CudaAlgorithmsTest, DynamicsMatchCpu) {
+  const auto x = random_matrix(120, 6, 9);
+  const auto targets = ntk::targets_from_labels(random_labels(120, 3, 10), 3, 0.0);
+  ntk::FitSettings s;
+  s.lambda = 1e-2;
+  s.tolerance = 1e-9;
+  const auto g = ntk::fit_dynamics(*gpu_, relu3(), x.view(), targets, s, {1.0, 10.0});
+  const auto c = ntk::fit_dynamics(cpu_, relu3(), x.view(), targets, s, {1.0, 10.0});
+  ASSERT_EQ(g.size(), 2u);
+  for (std::size_t t = 0; t < 2; ++t) EXPECT_LE(max_abs_diff(g[t].train_logits, c[t].train_logits), 1e-7) << t;
+}
+
+TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
+  const auto x = random_matrix(100, 7, 11), xt = random_matrix(33, 7, 12);
+  const auto labels = random_labels(100, 3, 13);
+  ntk::FitSettings reg;
+  reg.lambda = 1e-2;
+  const auto hard = ntk::targets_from_labels(labels, 3, 0.0);
+  const ntk::Model mg = ntk::fit_classifier(*gpu_, relu3(), x.view(), hard, reg);
+  const ntk::Model mc = ntk::fit_classifier(cpu_, relu3(), x.view(), hard, reg);
+  ntk::FitSettings closed;
+  const auto smooth = ntk::targets_from_labels(labels, 3, 0.1);
+  const ntk::Model eg = ntk::fit_classifier(*gpu_, relu3(), x.view(), smooth, closed);
+  const ntk::Model ec = ntk::fit_classifier(cpu_, relu3(), x.view(), smooth, closed);
+  struct Case {
+    ntk::UncertaintyMode mode;
+    const ntk::Model *g, *c;
+  };
+  for (const Case& k : {Case{ntk::UncertaintyMode::linearized, &mg, &mc}, Case{ntk::UncertaintyMode::exact, &eg, &ec}}) {
+    ntk::UncertaintyOptions o;
+    o.mode = k.mode;
+    o.seed = 5;
+    o.tile_rows = 10;
+    const auto ug = ntk::predict_uncertainty(*gpu_, *k.g, xt.view(), o);
+    const auto uc = ntk::predict_uncertainty(cpu_, *k.c, xt.view(), o);
+    const char* name = ntk::uncertainty_mode_name(k.mode);
+    // The Gaussian modes' probability draws are the host's on both backends: agreement to the solves.
+    EXPECT_LE(max_abs_diff(ug.mean_logits, uc.mean_logits), 1e-6) << name;
+    EXPECT_LE(max_abs_diff(ug.logit_var, uc.logit_var), 1e-6) << name;
+    EXPECT_LE(max_abs_diff(ug.mean_probs, uc.mean_probs), 1e-6) << name;
+    EXPECT_LE(max_abs_diff(ug.mutual_info, uc.mutual_info), 1e-6) << name;
+  }
+  // Monte Carlo: f0 is drawn by cuRAND on the GPU and by mt19937_64 on the CPU, so the two agree within
+  // Monte Carlo error: means within 5 standard errors, variances within 40% (S = 300: relative standard
+  // error of a variance sqrt(2 / S) = 8%).
+  ntk::UncertaintyOptions o;
+  o.mode = ntk::UncertaintyMode::monte_carlo;
+  o.samples = 300;
+  o.seed = 9;
+  const auto ug = ntk::predict_uncertainty(*gpu_, mg, xt.view(), o);
+  const auto uc = ntk::predict_uncertainty(cpu_, mc, xt.view(), o);
+  for (std::int64_t i = 0; i < xt.rows(); ++i)
+    for (std::int64_t q = 0; q < 3; ++q) {
+      const double se = std::sqrt((ug.logit_var(i, q) + uc.logit_var(i, q)) / o.samples);
+      EXPECT_LE(std::abs(ug.mean_logits(i, q) - uc.mean_logits(i, q)), 5 * se + 1e-12) << i << "," << q;
+      EXPECT_NEAR(ug.logit_var(i, q) / uc.logit_var(i, q), 1.0, 0.4) << i << "," << q;
+    }
+}
+
+TEST_F(CudaAlgorithmsTest, NormalDrawsAreReproducibleStandardNormals) {
+  Matrix<double> a(301, 333, std::nan("")), b(301, 333, std::nan("")), other(301, 333);  // odd count
+  gpu_->normal_draws(42, a.view());
+  gpu_->normal_draws(42, b.view());
+  gpu_->normal_draws(43, other.view());
+  EXPECT_EQ(max_abs_diff(a, b), 0.0) << "same seed, same numbers";
+  EXPECT_GT(max_abs_diff(a, other), 0.1);
+  double mean = 0, sq = 0;
+  for (double v : a.storage()) {
+    ASSERT_TRUE(std::isfinite(v));
+    mean += v;
+    sq += v * v;
+  }
+  const double n = double(a.size());
+  mean /= n;
+  EXPECT_LE(std::abs(mean), 5 / std::sqrt(n));
+  EXPECT_NEAR(sq / n - mean * mean, 1.0, 5 * std::sqrt(2 / n));
+  // A strided destination: only the viewed block is written.
+  Matrix<double> wide(10, 9, -7.0);
+  gpu_->normal_draws(1, wide.view().block(0, 2, 10, 5));
+  for (std::int64_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(wide(i, 0), -7.0);
+    EXPECT_EQ(wide(i, 8), -7.0);
+    EXPECT_NE(wide(i, 3), -7.0);
+  }
+}
+
+}  // namespace
