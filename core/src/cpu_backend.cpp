@@ -57,7 +57,11 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<
                           " * " + shape(b.rows, b.cols) + (trans_b ? "^T" : "") + " -> " +
                           shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
-  blas::ScopedThreads threads(threads_);
+  // Small products run on one thread: OpenBLAS's hand-off costs more than it gains below ~64 MFLOP, and
+  // its idle workers spin (sched_yield) for a while afterwards, taking the cores from whatever runs next
+  // (Newton-CG's thin products, between its small preconditioner GEMMs).
+  const double flops = 2.0 * double(m) * double(n) * double(k);
+  blas::ScopedThreads threads(flops < 64e6 ? 1 : threads_);
   blas::gemm<double>(trans_a, trans_b, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
 }
 

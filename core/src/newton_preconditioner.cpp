@@ -72,7 +72,7 @@ Matrix<double> transpose(ConstMatrixView<double> a) {
 }  // namespace
 
 int automatic_preconditioner_rank(std::int64_t n, std::int64_t classes) {
-  const std::int64_t by_classes = std::clamp<std::int64_t>(160 / std::max<std::int64_t>(classes, 1), 4, 64);
+  const std::int64_t by_classes = std::clamp<std::int64_t>(160 / std::max<std::int64_t>(classes, 1), 1, 64);
   return static_cast<int>(std::min(n, by_classes));
 }
 

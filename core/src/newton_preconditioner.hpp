@@ -19,7 +19,8 @@
 namespace ntk::detail {
 
 // Rank used when NewtonOptions::preconditioner_rank is negative (automatic): G has l C rows, so l shrinks
-// with the class count to keep the per-step factorization (l C)^3 / 3 and Z^T Z (2 N (l C)^2) small.
+// with the class count (to 1 for C >= 160) to keep the per-step factorization (l C)^3 / 3 and Z^T Z
+// (2 N (l C)^2) small.
 int automatic_preconditioner_rank(std::int64_t n, std::int64_t classes);
 
 // N x l' (l' <= rank; columns that Theta annihilates are dropped) with B B^T = the Nystrom approximation

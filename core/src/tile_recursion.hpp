@@ -27,10 +27,16 @@ struct TileArgs {
 template <class T>
 using TileRecursionFn = void (*)(const TileArgs<T>&);
 
+// out (rows x c) = a (rows x k, ld lda) vt^T for vt of c x k: thin_product_impl.inc, compiled with the
+// same instruction sets (it lives here to share their dispatch).
+using ThinProductFn = void (*)(const double* a, std::int64_t lda, std::int64_t rows, std::int64_t k,
+                               const double* vt, std::int64_t c, double* out);
+
 struct TileRecursionKernels {
   TileRecursionFn<float> f32;
   TileRecursionFn<double> f64;
   const char* isa;
+  ThinProductFn thin_product;
 };
 
 namespace isa_v4 {

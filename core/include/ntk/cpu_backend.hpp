@@ -24,6 +24,8 @@ class CpuBackend final : public Backend {
   void cholesky(MatrixView<double> a, const char* what) override;
   void spd_inverse(MatrixView<double> a, const char* what) override;
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override;
+  // Keeps a view of `a`; thin products (<= 32 columns) bypass the BLAS (cpu_resident_matrix.cpp).
+  std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override;
 
  private:
   AssemblyOptions with_threads(const AssemblyOptions& options) const;
