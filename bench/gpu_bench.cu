@@ -32,14 +32,14 @@
 
 namespace {
 
-#define CHECK_CUDA(x)                                                                       \
-  do {                                                                                      \
-    cudaError_t e_ = (x);                                                                   \
+#define CHECK_CUDA(x)                                                                                 \
+  do {                                                                                                \
+    cudaError_t e_ = (x);                                                                             \
     if (e_ != cudaSuccess) throw std::runtime_error(std::string(#x) + ": " + cudaGetErrorString(e_)); \
   } while (0)
-#define CHECK_CUBLAS(x)                                                                          \
-  do {                                                                                           \
-    if ((x) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(#x) + " failed");     \
+#define CHECK_CUBLAS(x)                                                                      \
+  do {                                                                                       \
+    if ((x) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(#x) + " failed"); \
   } while (0)
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -86,8 +86,8 @@ void ceilings(cublasHandle_t h) {
       t.start();
       if (dt == 0) {
         const float one = 1, zero = 0;
-        CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, (float*)a, n, (float*)b, n, &zero,
-                                 (float*)c, n));
+        CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, (float*)a, n, (float*)b, n,
+                                 &zero, (float*)c, n));
       } else {
         const double one = 1, zero = 0;
         CHECK_CUBLAS(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, (double*)a, n, (double*)b, n,
@@ -151,11 +151,11 @@ double bare_product(cublasHandle_t h, std::int64_t n, std::int64_t d) {
         const int rows = int(std::min(tile, n - i0)), cols = int(std::min(tile, n - j0));
         const T alpha = T(1) / T(d), beta = 0;
         if constexpr (sizeof(T) == 4)
-          CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, int(d), &alpha, x + j0 * d, int(d),
-                                   x + i0 * d, int(d), &beta, out, cols));
+          CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, int(d), &alpha, x + j0 * d,
+                                   int(d), x + i0 * d, int(d), &beta, out, cols));
         else
-          CHECK_CUBLAS(cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, int(d), &alpha, x + j0 * d, int(d),
-                                   x + i0 * d, int(d), &beta, out, cols));
+          CHECK_CUBLAS(cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, int(d), &alpha, x + j0 * d,
+                                   int(d), x + i0 * d, int(d), &beta, out, cols));
       }
     best = std::min(best, t.stop());
   }
@@ -177,9 +177,10 @@ void assembly(ntk::Backend& gpu, cublasHandle_t h, std::int64_t n, std::int64_t 
     best = std::min(best, seconds_since(t0));
   }
   const double flops = double(n) * double(n) * double(d);  // upper tiles: about half of 2 N^2 d
-  std::printf("| assembly | NTK %lld^2, d = %lld, depth 3 ReLU, %s | bare cuBLAS product %.3f s (%.1f TFLOP/s) | "
-              "ours %.3f s incl. copy home (%.2fx the product) |\n",
-              (long long)n, (long long)d, name, product, flops / product / 1e12, best, best / product);
+  std::printf(
+      "| assembly | NTK %lld^2, d = %lld, depth 3 ReLU, %s | bare cuBLAS product %.3f s (%.1f TFLOP/s) | "
+      "ours %.3f s incl. copy home (%.2fx the product) |\n",
+      (long long)n, (long long)d, name, product, flops / product / 1e12, best, best / product);
 }
 
 }  // namespace
@@ -189,12 +190,18 @@ int main(int argc, char** argv) {
   std::string parts = "ceilings,assembly,fit,predict";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--n") n = std::atoll(argv[i + 1]);
-    else if (a == "--d") d = std::atoll(argv[i + 1]);
-    else if (a == "--direct-n") direct_n = std::atoll(argv[i + 1]);
-    else if (a == "--predict") n_predict = std::atoll(argv[i + 1]);
-    else if (a == "--uncertainty") n_uncertainty = std::atoll(argv[i + 1]);
-    else if (a == "--parts") parts = argv[i + 1];
+    if (a == "--n")
+      n = std::atoll(argv[i + 1]);
+    else if (a == "--d")
+      d = std::atoll(argv[i + 1]);
+    else if (a == "--direct-n")
+      direct_n = std::atoll(argv[i + 1]);
+    else if (a == "--predict")
+      n_predict = std::atoll(argv[i + 1]);
+    else if (a == "--uncertainty")
+      n_uncertainty = std::atoll(argv[i + 1]);
+    else if (a == "--parts")
+      parts = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -207,7 +214,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     auto gpu = ntk::cuda::make_cuda_backend(0, {});
-    std::printf("device: %s\n\n| part | what | time | rate |\n|---|---|---|---|\n", gpu->description().c_str());
+    std::printf("device: %s\n\n| part | what | time | rate |\n|---|---|---|---|\n",
+                gpu->description().c_str());
     cublasHandle_t h;
     CHECK_CUBLAS(cublasCreate(&h));
     if (wants("ceilings")) ceilings(h);
@@ -242,10 +250,12 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       const ntk::Model m = ntk::fit_classifier(*gpu, relu3(), x.view(), targets, s);
       const double fit_s = seconds_since(t0);
-      std::printf("| fit | N = %lld, C = 10, lambda = 1e-3, matrix-free (kernel included) | %.2f s | %d Newton steps, "
-                  "%d CG iterations, %.3f s per step; %s |\n",
-                  (long long)n, fit_s, m.diagnostics.steps, m.diagnostics.cg_iterations,
-                  m.diagnostics.seconds / std::max(1, m.diagnostics.steps), m.diagnostics.message.c_str());
+      std::printf(
+          "| fit | N = %lld, C = 10, lambda = 1e-3, matrix-free (kernel included) | %.2f s | %d Newton "
+          "steps, "
+          "%d CG iterations, %.3f s per step; %s |\n",
+          (long long)n, fit_s, m.diagnostics.steps, m.diagnostics.cg_iterations,
+          m.diagnostics.seconds / std::max(1, m.diagnostics.steps), m.diagnostics.message.c_str());
       std::fflush(stdout);
       if (wants("fit") && direct_n > 0) {
         std::vector<std::int64_t> small_labels(labels.begin(), labels.begin() + std::min(direct_n, n));
@@ -256,10 +266,11 @@ int main(int argc, char** argv) {
           t0 = std::chrono::steady_clock::now();
           const ntk::Model ms = ntk::fit_classifier(*gpu, relu3(), xs.view(), ts, s);
           const double sec = seconds_since(t0);
-          std::printf("| fit | N = %lld, C = 10, lambda = 1e-3, %s | %.2f s | %d Newton steps, %d CG iterations, "
-                      "%.3f s per step |\n",
-                      (long long)xs.rows(), ntk::solver_name(solver), sec, ms.diagnostics.steps,
-                      ms.diagnostics.cg_iterations, ms.diagnostics.seconds / std::max(1, ms.diagnostics.steps));
+          std::printf(
+              "| fit | N = %lld, C = 10, lambda = 1e-3, %s | %.2f s | %d Newton steps, %d CG iterations, "
+              "%.3f s per step |\n",
+              (long long)xs.rows(), ntk::solver_name(solver), sec, ms.diagnostics.steps,
+              ms.diagnostics.cg_iterations, ms.diagnostics.seconds / std::max(1, ms.diagnostics.steps));
           std::fflush(stdout);
         }
       }
@@ -271,14 +282,16 @@ int main(int argc, char** argv) {
         const double pred_s = seconds_since(t0);
         std::printf("| predict | mean predictor, %lld points, N = %lld model | %.2f s | %.0f points/s |\n",
                     (long long)n_predict, (long long)n, pred_s, double(n_predict) / pred_s);
-        // The linearized mode's Laplace factors are C + 1 host matrices of N x N float64 (core/src/newton.cpp,
-        // laplace_factors): skip rather than exhaust the host.
+        // The linearized mode's Laplace factors are C + 1 host matrices of N x N float64
+        // (core/src/newton.cpp, laplace_factors): skip rather than exhaust the host.
         const double factor_bytes = double(c + 2) * double(n) * double(n) * 8.0;
         const double host_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
         if (factor_bytes > 0.6 * host_bytes) {
-          std::printf("| predict | linearized uncertainty, N = %lld model | skipped | its factors need %.0f GB of host "
-                      "memory, the host has %.0f GB |\n",
-                      (long long)n, factor_bytes / 1e9, host_bytes / 1e9);
+          std::printf(
+              "| predict | linearized uncertainty, N = %lld model | skipped | its factors need %.0f GB of "
+              "host "
+              "memory, the host has %.0f GB |\n",
+              (long long)n, factor_bytes / 1e9, host_bytes / 1e9);
           return 0;
         }
         ntk::UncertaintyOptions o;
@@ -287,8 +300,9 @@ int main(int argc, char** argv) {
         t0 = std::chrono::steady_clock::now();
         const auto u = ntk::predict_uncertainty(*gpu, m, xu.view(), o);
         const double unc_s = seconds_since(t0);
-        std::printf("| predict | linearized uncertainty, %lld points, N = %lld model | %.2f s | %.1f points/s |\n",
-                    (long long)xu.rows(), (long long)n, unc_s, double(xu.rows()) / unc_s);
+        std::printf(
+            "| predict | linearized uncertainty, %lld points, N = %lld model | %.2f s | %.1f points/s |\n",
+            (long long)xu.rows(), (long long)n, unc_s, double(xu.rows()) / unc_s);
       }
     }
   } catch (const std::exception& e) {

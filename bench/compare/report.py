@@ -207,6 +207,30 @@ def params_str(r):
     return ""
 
 
+def losses(rows):
+    """Where ours (the selected lambda) is beaten, per data set: every metric on which some scikit-learn
+    method does better, with both values. Generated, so it stays true when the numbers change."""
+    metrics = (("accuracy", "accuracy", True, "{:.4f}"), ("nll", "NLL", False, "{:.3f}"),
+               ("ece", "ECE", False, "{:.3f}"), ("fit_s", "fit time", False, "{:.3g} s"),
+               ("predict_s", "predict time", False, "{:.3g} s"))
+    out = ["Where we lose (ours = the selected lambda; every metric on which a scikit-learn method beats it):\n"]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        rs = [r for r in rows if r["dataset"] == dataset and not r.get("skipped")]
+        ours = next((r for r in rs if r["method"] == "ntk"), None)
+        if ours is None:
+            continue
+        lost = []
+        for key, label, higher, f in metrics:
+            better = [r for r in rs if not r["method"].startswith("ntk") and
+                      (r[key] > ours[key] if higher else r[key] < ours[key])]
+            if better:
+                names = ", ".join(f"{METHOD_NAMES.get(r['method'], r['method'])} {f.format(r[key])}" for r in better)
+                lost.append(f"{label} (ours {f.format(ours[key])}; {names})")
+        out.append(f"* {dataset}: " + ("; ".join(lost) if lost else "nowhere") + ".")
+    out.append("")
+    return out
+
+
 def sklearn_section(sk, suffix):
     out = ["### 3. Classifiers: NTKClassifier beside scikit-learn\n"]
     m = sk["machine"]
@@ -245,6 +269,7 @@ def sklearn_section(sk, suffix):
                    f"{r['ece']:.3f} | {fmt_s(r['fit_s'])} | {fmt_s(r['predict_s'])} | {fmt_s(r.get('grid_s'))} | "
                    f"{r['load_before']:.1f} |")
     out.append("")
+    out += losses(sk["rows"])
     plt = plt_setup()
     fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
     fashion = [r for r in sk["rows"] if r["dataset"].startswith("fashion") and not r.get("skipped")]

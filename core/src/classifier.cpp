@@ -103,9 +103,9 @@ void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
 
 SolverKind choose_solver(std::int64_t n, std::int64_t classes, std::size_t memory_bytes) {
   // The direct step holds C + 2 matrices of N x N doubles and costs about 3.3 C N^3 flops; Newton-CG
-  // costs 2 N^2 C per CG iteration and needs ~25 (Nystrom-preconditioned) iterations per Newton step here (docs/benchmarks.md: 15x
-  // faster at N = 1000, 80x at N = 4000). Direct is kept for small N, where it costs little and does not
-  // depend on the conditioning of the CG system.
+  // costs 2 N^2 C per CG iteration and needs ~25 (Nystrom-preconditioned) iterations per Newton step here
+  // (docs/benchmarks.md: 15x faster at N = 1000, 80x at N = 4000). Direct is kept for small N, where it costs
+  // little and does not depend on the conditioning of the CG system.
   const double direct_bytes = double(classes + 2) * double(n) * double(n) * 8.0;
   if (n <= 300 && direct_bytes <= 0.5 * double(memory_bytes)) return SolverKind::direct;
   return SolverKind::matrix_free;

@@ -27,8 +27,8 @@ struct TileArgs {
 template <class T>
 using TileRecursionFn = void (*)(const TileArgs<T>&);
 
-// out (rows x c) = a (rows x k, ld lda) vt^T for vt of c x k: thin_product_impl.inc, compiled with the
-// same instruction sets (it lives here to share their dispatch).
+// out (rows x c) = a (rows x k, ld lda) vt^T for vt of c x k, c <= 32: thin_product_impl.inc, compiled
+// with the same instruction sets (it lives here to share their dispatch).
 using ThinProductFn = void (*)(const double* a, std::int64_t lda, std::int64_t rows, std::int64_t k,
                                const double* vt, std::int64_t c, double* out);
 

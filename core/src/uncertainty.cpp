@@ -230,8 +230,8 @@ void monte_carlo(Backend& be, const Model& m, ConstMatrixView<double> x, const U
         double var = k_ss(i, 0);
         for (std::int64_t q = 0; q < n; ++q) var -= a(q, i) * a(q, i);
         const double sd = std::sqrt(std::max(var, 0.0));
-        std::mt19937_64 rng(
-            stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(o.first_row + r0 + i)));
+        std::mt19937_64 rng(stream_seed(o.seed, 3 + static_cast<std::uint64_t>(s),
+                                        static_cast<std::uint64_t>(o.first_row + r0 + i)));
         std::normal_distribution<double> normal;
         double centre = 0;
         for (std::int64_t q = 0; q < c; ++q) {

@@ -3,11 +3,11 @@
 
 #include "kernel_assembly.cuh"
 #include "linear_algebra.cuh"
-#include "random.cuh"
-#include "resident_matrix.cuh"
 #include "ntk/cuda/cuda_backend.hpp"
 #include "ntk/cuda/errors.cuh"
 #include "ntk/cuda/resources.cuh"
+#include "random.cuh"
+#include "resident_matrix.cuh"
 
 namespace ntk::cuda {
 namespace {

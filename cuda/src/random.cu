@@ -17,8 +17,9 @@ void normal_draws(DeviceResources& r, std::uint64_t seed, MatrixView<double> out
   NTK_CURAND_CHECK(curandSetGeneratorOffset(g, 0));
   NTK_CURAND_CHECK(curandGenerateNormalDouble(g, buffer.as<double>(), drawn, 0.0, 1.0));
   NTK_CUDA_CHECK(cudaMemcpy2DAsync(out.data, std::size_t(out.ld) * sizeof(double), buffer.as<double>(),
-                                   std::size_t(out.cols) * sizeof(double), std::size_t(out.cols) * sizeof(double),
-                                   std::size_t(out.rows), cudaMemcpyDeviceToHost, s));
+                                   std::size_t(out.cols) * sizeof(double),
+                                   std::size_t(out.cols) * sizeof(double), std::size_t(out.rows),
+                                   cudaMemcpyDeviceToHost, s));
   NTK_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 

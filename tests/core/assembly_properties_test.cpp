@@ -402,13 +402,14 @@ TEST(AssemblyProperties, SinkExceptionReachesTheCaller) {
     o.tile_rows = o.tile_cols = 16;
     o.threads = threads;
     int calls = 0;
-    EXPECT_THROW(ntk::assemble_kernel_tiles<double>(
-                     make_spec(Activation::relu, 2), x.view(), nullptr, ntk::KernelSelection::both,
-                     [&](const ntk::TileLocation&, ntk::ConstMatrixView<double>, ntk::ConstMatrixView<double>) {
-                       if (++calls == 3) throw ntk::IoError("sink failed");
-                     },
-                     o),
-                 ntk::IoError);
+    EXPECT_THROW(
+        ntk::assemble_kernel_tiles<double>(
+            make_spec(Activation::relu, 2), x.view(), nullptr, ntk::KernelSelection::both,
+            [&](const ntk::TileLocation&, ntk::ConstMatrixView<double>, ntk::ConstMatrixView<double>) {
+              if (++calls == 3) throw ntk::IoError("sink failed");
+            },
+            o),
+        ntk::IoError);
     // 7 x 7 tiles: with one worker the rest are skipped; with two, how many the other worker delivers
     // before it sees the failure depends on the scheduler (a loaded machine ran them all once), so only
     // the error is checked there.

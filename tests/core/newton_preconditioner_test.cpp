@@ -60,14 +60,16 @@ TEST_F(NystromTest, BelowTheKernelAndExactAtFullRank) {
   for (std::int64_t i = 0; i < 40; ++i) scale = std::max(scale, k * theta(i, i));
   double previous_trace_rest = 0;
   for (int rank : {4, 12}) {
-    const Matrix<double> b = ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), k, rank);
+    const Matrix<double> b =
+        ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), k, rank);
     ASSERT_EQ(b.rows(), 40);
     ASSERT_EQ(b.cols(), rank);
     // k Theta - B B^T is positive semi-definite: with a shift of 1e-10 of the scale it factors.
     Matrix<double> rest = gram(b);
     double trace_rest = 0, trace = 0;
     for (std::int64_t i = 0; i < 40; ++i)
-      for (std::int64_t j = 0; j < 40; ++j) rest(i, j) = k * theta(i, j) - rest(i, j) + (i == j ? 1e-10 * scale : 0);
+      for (std::int64_t j = 0; j < 40; ++j)
+        rest(i, j) = k * theta(i, j) - rest(i, j) + (i == j ? 1e-10 * scale : 0);
     for (std::int64_t i = 0; i < 40; ++i) {
       trace_rest += rest(i, i);
       trace += k * theta(i, i);
@@ -77,11 +79,13 @@ TEST_F(NystromTest, BelowTheKernelAndExactAtFullRank) {
     EXPECT_LT(trace_rest, rank == 4 ? 0.9 * trace : 0.9 * previous_trace_rest) << "rank " << rank;
     previous_trace_rest = trace_rest;
   }
-  const Matrix<double> full = ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), k, 40);
+  const Matrix<double> full =
+      ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), k, 40);
   ASSERT_EQ(full.cols(), 40);
   const Matrix<double> g = gram(full);
   for (std::int64_t i = 0; i < 40; ++i)
-    for (std::int64_t j = 0; j < 40; ++j) EXPECT_NEAR(g(i, j), k * theta(i, j), 1e-9 * scale) << i << "," << j;
+    for (std::int64_t j = 0; j < 40; ++j)
+      EXPECT_NEAR(g(i, j), k * theta(i, j), 1e-9 * scale) << i << "," << j;
 }
 
 TEST_F(NystromTest, ColumnsThetaAnnihilatesAreDropped) {
@@ -91,7 +95,8 @@ TEST_F(NystromTest, ColumnsThetaAnnihilatesAreDropped) {
   const Matrix<double> small = relu_kernel(cpu_, x);
   for (std::int64_t i = 0; i < 12; ++i)
     for (std::int64_t j = 0; j < 12; ++j) theta(i, j) = small(i % 3, j % 3);
-  const Matrix<double> b = ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), 1.0, 8);
+  const Matrix<double> b =
+      ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), 1.0, 8);
   EXPECT_LE(b.cols(), 3);
   EXPECT_GE(b.cols(), 1);
   const Matrix<double> g = gram(b);
@@ -103,7 +108,8 @@ TEST_F(NystromTest, ApplyIsTheInverseOfTheDenseP) {
   const std::int64_t n = 25, c = 3;
   const auto x = ntk::testing::random_inputs(n, 6, 21);
   const Matrix<double> theta = relu_kernel(cpu_, x);
-  const Matrix<double> b = ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), 2.5, 6);
+  const Matrix<double> b =
+      ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), 2.5, 6);
   const Matrix<double> p = random_probabilities(n, c, 22);
   // P = I + S (B B^T (x) I_C) S^T over the index i C + c, S_i = (I - u u^T) diag(u), u = sqrt(p_i).
   const std::int64_t m = n * c;

@@ -24,14 +24,15 @@ Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t
 }
 
 // alpha a v + beta c, accumulated in long double.
-Matrix<double> reference(ntk::ConstMatrixView<double> a, ntk::ConstMatrixView<double> v, double alpha, double beta,
-                         const Matrix<double>& c) {
+Matrix<double> reference(ntk::ConstMatrixView<double> a, ntk::ConstMatrixView<double> v, double alpha,
+                         double beta, const Matrix<double>& c) {
   Matrix<double> out(a.rows, v.cols);
   for (std::int64_t i = 0; i < a.rows; ++i)
     for (std::int64_t q = 0; q < v.cols; ++q) {
       long double s = 0;
       for (std::int64_t j = 0; j < a.cols; ++j) s += static_cast<long double>(a(i, j)) * v(j, q);
-      out(i, q) = static_cast<double>(alpha * s + (beta == 0 ? 0.0L : static_cast<long double>(beta) * c(i, q)));
+      out(i, q) =
+          static_cast<double>(alpha * s + (beta == 0 ? 0.0L : static_cast<long double>(beta) * c(i, q)));
     }
   return out;
 }
@@ -61,7 +62,8 @@ TEST(ResidentMatrix, CpuProductsMatchTheReference) {
         if (beta == 0)
           for (auto& x : out.storage()) x = std::nan("");
         resident->multiply(1.5, v, beta, out.view());
-        EXPECT_LE(max_error(out, want), 1e-13 * std::sqrt(double(n)) * 4) << n << " x " << m << " beta " << beta;
+        EXPECT_LE(max_error(out, want), 1e-13 * std::sqrt(double(n)) * 4)
+            << n << " x " << m << " beta " << beta;
       }
     }
   }

@@ -38,7 +38,8 @@ double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
   EXPECT_EQ(a.size(), b.size());
   double d = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a.data()[i]) || !std::isfinite(b.data()[i])) return std::numeric_limits<double>::infinity();
+    if (!std::isfinite(a.data()[i]) || !std::isfinite(b.data()[i]))
+      return std::numeric_limits<double>::infinity();
     d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
   }
   return d;
@@ -134,7 +135,8 @@ TEST_F(CudaAlgorithmsTest, DynamicsMatchCpu) {
   const auto g = ntk::fit_dynamics(*gpu_, relu3(), x.view(), targets, s, {1.0, 10.0});
   const auto c = ntk::fit_dynamics(cpu_, relu3(), x.view(), targets, s, {1.0, 10.0});
   ASSERT_EQ(g.size(), 2u);
-  for (std::size_t t = 0; t < 2; ++t) EXPECT_LE(max_abs_diff(g[t].train_logits, c[t].train_logits), 1e-7) << t;
+  for (std::size_t t = 0; t < 2; ++t)
+    EXPECT_LE(max_abs_diff(g[t].train_logits, c[t].train_logits), 1e-7) << t;
 }
 
 TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
@@ -153,7 +155,8 @@ TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
     ntk::UncertaintyMode mode;
     const ntk::Model *g, *c;
   };
-  for (const Case& k : {Case{ntk::UncertaintyMode::linearized, &mg, &mc}, Case{ntk::UncertaintyMode::exact, &eg, &ec}}) {
+  for (const Case& k :
+       {Case{ntk::UncertaintyMode::linearized, &mg, &mc}, Case{ntk::UncertaintyMode::exact, &eg, &ec}}) {
     ntk::UncertaintyOptions o;
     o.mode = k.mode;
     o.seed = 5;

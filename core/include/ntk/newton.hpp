@@ -30,7 +30,8 @@ struct NewtonOptions {
   int max_steps = 100;
   int max_cg_iterations = 500;
   // Newton-CG preconditioner: the rank of the Nystrom approximation of Theta it is built from
-  // (newton_preconditioner.hpp); negative = automatic (160 / C, within [1, 64]: G has l C rows), 0 = Jacobi only.
+  // (newton_preconditioner.hpp); negative = automatic (160 / C, within [1, 64]: G has l C rows), 0 = Jacobi
+  // only.
   int preconditioner_rank = -1;
 };
 
