@@ -294,18 +294,36 @@ def sklearn_section(sk, suffix):
     return out
 
 
-def machine_section(results):
-    m = next(r["machine"] for r in results if r)
-    loads = []
-    return [f"Machine: {m.get('cpu')}, {m.get('vcpus')} vCPUs ({m.get('hypervisor') or 'no'} hypervisor), "
-            f"{m.get('mem_gib')} GiB; measured {m.get('date')} (from {m.get('time_utc')}). ntkctl's BLAS: "
-            f"{m.get('ntk_blas')}. Python {m.get('python')}, NumPy {m.get('numpy')} ({m.get('numpy_blas')}), "
-            f"SciPy {m.get('scipy')}, scikit-learn {m.get('sklearn')}, jax/jaxlib {m.get('jax')}/{m.get('jaxlib')} "
-            f"(CPU), neural-tangents {m.get('neural_tangents')}. The machine is shared with other sessions: "
-            f"every table gives the 1-minute load average when its timings ran (runs wait up to 5 minutes "
-            f"for it to drop below 1.5 first).{''.join(loads)}\n",
+def machine_section(parts):
+    """parts: (name, results) pairs. Parts measured on different machines or days each get their own line."""
+    present = [(name, r) for name, r in parts if r]
+    m = present[0][1]["machine"]
+    software = (f"Python {m.get('python')}, NumPy {m.get('numpy')} ({m.get('numpy_blas')}), SciPy {m.get('scipy')}, "
+                f"scikit-learn {m.get('sklearn')}, jax/jaxlib {m.get('jax')}/{m.get('jaxlib')} (CPU), neural-tangents "
+                f"{m.get('neural_tangents')}.")
+
+    def hardware(mm):
+        return (f"{mm.get('cpu')}, {mm.get('vcpus')} vCPUs ({mm.get('hypervisor') or 'no'} hypervisor), "
+                f"{mm.get('mem_gib')} GiB; ntkctl's BLAS: {mm.get('ntk_blas')}")
+
+    def when(name, mm):
+        return f"{name} {mm.get('date')} from {mm.get('time_utc')}"
+
+    groups = {}
+    for name, r in present:
+        groups.setdefault(hardware(r["machine"]), []).append(when(name, r["machine"]))
+    if len(groups) == 1:
+        lines = [f"Machine: {next(iter(groups))}. Measured: {'; '.join(next(iter(groups.values())))}."]
+    else:
+        lines = ["Machines (the parts were measured on different machines of this kind; each part compares ours "
+                 "and theirs on one machine in one run, so its ratios hold, but times differ between parts):"]
+        lines += [f"* {hw}. Measured: {'; '.join(ws)}." for hw, ws in groups.items()]
+    lines[-1] += (f" {software} The machine is shared with other sessions: every table gives the 1-minute load "
+                  "average when its timings ran (runs wait up to 5 minutes for it to drop below 1.5 first).")
+    return ["\n".join(lines) + "\n",
             "Regenerate: `bench/compare/run.sh` (everything, ~1 hour on this machine) or `bench/compare/run.sh "
-            "--quick` (a smoke run of a few minutes that writes *_quick files and leaves this section alone).\n"]
+            "--quick` (a smoke run of a few minutes that writes *_quick files and leaves this section alone); "
+            "`NTK_COMPARE_PARTS=dynamics bench/compare/run.sh` re-measures one part.\n"]
 
 
 def main():
@@ -314,7 +332,7 @@ def main():
     k = load_json(f"kernels{suffix}.json")
     dyn = load_json(f"dynamics{suffix}.json")
     sk = load_json(f"sklearn{suffix}.json")
-    body = machine_section([k, dyn, sk])
+    body = machine_section([("kernels", k), ("training", dyn), ("classifiers", sk)])
     if k:
         body += kernel_section(k, suffix)
     if dyn:

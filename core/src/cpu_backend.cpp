@@ -57,11 +57,7 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, ConstMatrixView<
                           " * " + shape(b.rows, b.cols) + (trans_b ? "^T" : "") + " -> " +
                           shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
-  // Small products run on one thread: OpenBLAS's hand-off costs more than it gains below ~64 MFLOP, and
-  // its idle workers spin (sched_yield) for a while afterwards, taking the cores from whatever runs next
-  // (Newton-CG's thin products, between its small preconditioner GEMMs).
-  const double flops = 2.0 * double(m) * double(n) * double(k);
-  blas::ScopedThreads threads(flops < 64e6 ? 1 : threads_);
+  blas::ScopedThreads threads(blas_threads(2.0 * double(m) * double(n) * double(k)));
   blas::gemm<double>(trans_a, trans_b, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
 }
 
@@ -70,7 +66,7 @@ void CpuBackend::cholesky(MatrixView<double> a, const char* what) {
   if (a.rows == 0) return;
   int info;
   {
-    blas::ScopedThreads threads(threads_);
+    blas::ScopedThreads threads(blas_threads(double(a.rows) * double(a.rows) * double(a.rows) / 3.0));
     info = blas::potrf_lower(a.rows, a.data, a.ld);
   }
   if (info > 0)
@@ -83,7 +79,7 @@ void CpuBackend::spd_inverse(MatrixView<double> a, const char* what) {
   cholesky(a, what);
   int info;
   {
-    blas::ScopedThreads threads(threads_);
+    blas::ScopedThreads threads(blas_threads(2.0 * double(a.rows) * double(a.rows) * double(a.rows) / 3.0));
     info = blas::potri_lower(a.rows, a.data, a.ld);
   }
   if (info != 0)
@@ -97,7 +93,7 @@ void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> 
     throw InvalidArgument("triangular solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
                           shape(b.rows, b.cols));
   if (b.rows == 0 || b.cols == 0) return;
-  blas::ScopedThreads threads(threads_);
+  blas::ScopedThreads threads(blas_threads(double(l.rows) * double(l.rows) * double(b.cols)));
   blas::trsm_lower(transpose, l.rows, b.cols, l.data, l.ld, b.data, b.ld);
 }
 

@@ -81,41 +81,85 @@ class CpuResidentMatrix final : public ResidentMatrix {
       : backend_(backend),
         a_(a),
         thin_product_(detail::select_tile_recursion().thin_product),
+        thin_product_f32_(detail::select_tile_recursion().thin_product_f32),
         team_(static_cast<int>(std::clamp<std::int64_t>(a.rows / 256, 1, backend.threads()))) {}
 
   std::int64_t rows() const override { return a_.rows; }
 
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
+    if (!check_shapes(v, out)) return;
+    if (v.cols > kMaxThinColumns) {
+      backend_.gemm(false, false, alpha, a_, v, beta, out);
+      return;
+    }
+    thin_multiply(thin_product_, a_.data, a_.ld, alpha, v, beta, out, f64_);
+  }
+
+  // The float32 copy of A is made on first use (N^2 x 4 bytes more while this object lives).
+  void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
+                        MatrixView<double> out) override {
+    if (!check_shapes(v, out)) return;
+    if (v.cols > kMaxThinColumns) {
+      multiply(alpha, v, beta, out);
+      return;
+    }
+    const std::int64_t n = a_.rows;
+    if (a_f32_.rows() != n) {
+      a_f32_ = Matrix<float>(n, n);
+      team_.run([&](int part, int parts) {
+        for (std::int64_t i = n * part / parts; i < n * (part + 1) / parts; ++i)
+          for (std::int64_t j = 0; j < n; ++j) a_f32_(i, j) = static_cast<float>(a_(i, j));
+      });
+    }
+    thin_multiply(thin_product_f32_, a_f32_.data(), n, alpha, v, beta, out, f32_);
+  }
+
+ private:
+  template <class T>
+  struct Buffers {
+    Matrix<T> vt, product;  // reused: CG multiplies every iteration with the same shapes
+  };
+
+  // False when there is nothing to compute.
+  bool check_shapes(ConstMatrixView<double> v, MatrixView<double> out) const {
     const std::int64_t n = a_.rows, m = v.cols;
     if (v.rows != n || out.rows != n || out.cols != m)
       throw InvalidArgument("resident product shapes do not agree: " + std::to_string(n) + " x " +
                             std::to_string(n) + " * " + std::to_string(v.rows) + " x " + std::to_string(m) +
                             " -> " + std::to_string(out.rows) + " x " + std::to_string(out.cols));
-    if (m == 0 || n == 0) return;
-    if (m > kMaxThinColumns) {
-      backend_.gemm(false, false, alpha, a_, v, beta, out);
-      return;
-    }
-    Matrix<double> vt(m, n);
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t q = 0; q < m; ++q) vt(q, i) = v(i, q);
-    if (product_.rows() != n || product_.cols() != m) product_ = Matrix<double>(n, m);
-    // Any errors here would be programming errors: thin_product throws nothing.
-    team_.run([&](int part, int parts) {
-      const std::int64_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
-      thin_product_(a_.data + r0 * a_.ld, a_.ld, r1 - r0, n, vt.data(), m, product_.data() + r0 * m);
-    });
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t q = 0; q < m; ++q)
-        out(i, q) = beta == 0 ? alpha * product_(i, q) : alpha * product_(i, q) + beta * out(i, q);
+    return m > 0 && n > 0;
   }
 
- private:
+  template <class T>
+  void thin_multiply(detail::ThinProductFn<T> product_fn, const T* a, std::int64_t lda, double alpha,
+                     ConstMatrixView<double> v, double beta, MatrixView<double> out, Buffers<T>& buf) {
+    const std::int64_t n = a_.rows, m = v.cols;
+    if (buf.product.rows() != n || buf.product.cols() != m) {
+      buf.product = Matrix<T>(n, m);
+      buf.vt = Matrix<T>(m, n);
+    }
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < m; ++q) buf.vt(q, i) = static_cast<T>(v(i, q));
+    // Any errors here would be programming errors: the thin product throws nothing.
+    team_.run([&](int part, int parts) {
+      const std::int64_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
+      product_fn(a + r0 * lda, lda, r1 - r0, n, buf.vt.data(), m, buf.product.data() + r0 * m);
+    });
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < m; ++q) {
+        const double p = static_cast<double>(buf.product(i, q));
+        out(i, q) = beta == 0 ? alpha * p : alpha * p + beta * out(i, q);
+      }
+  }
+
   CpuBackend& backend_;
   ConstMatrixView<double> a_;
-  detail::ThinProductFn thin_product_;
+  detail::ThinProductFn<double> thin_product_;
+  detail::ThinProductFn<float> thin_product_f32_;
   WorkerTeam team_;
-  Matrix<double> product_;
+  Buffers<double> f64_;
+  Buffers<float> f32_;
+  Matrix<float> a_f32_;
 };
 
 }  // namespace

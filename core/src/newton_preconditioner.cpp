@@ -133,23 +133,26 @@ NystromPreconditioner::NystromPreconditioner(Backend& be, const Matrix<double>& 
   be.cholesky(g_factor_.view(), "Newton-CG preconditioner I + V^T V");
 }
 
-void NystromPreconditioner::apply(const Matrix<double>& r, Matrix<double>& out) const {
+void NystromPreconditioner::apply(const Matrix<double>& r, Matrix<double>& out) {
   const std::int64_t n = r.rows(), c = r.cols(), l = basis_.cols();
   const int ci = static_cast<int>(c);
-  Matrix<double> sr(n, c);
-  for (std::int64_t i = 0; i < n; ++i) sample::apply_st(p_.row_data(i), r.row_data(i), ci, sr.row_data(i));
-  Matrix<double> t(l, c);
-  backend_.gemm(true, false, 1.0, basis_.view(), sr.view(), 0.0, t.view());
-  const MatrixView<double> t_vector{t.data(), l * c, 1, 1};
+  if (s_t_r_.rows() != n || s_t_r_.cols() != c) {
+    s_t_r_ = Matrix<double>(n, c);
+    basis_times_ = Matrix<double>(n, c);
+    coefficients_ = Matrix<double>(l, c);
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    sample::apply_st(p_.row_data(i), r.row_data(i), ci, s_t_r_.row_data(i));
+  backend_.gemm(true, false, 1.0, basis_.view(), s_t_r_.view(), 0.0, coefficients_.view());
+  const MatrixView<double> t_vector{coefficients_.data(), l * c, 1, 1};
   backend_.triangular_solve(g_factor_.view(), t_vector, false);
   backend_.triangular_solve(g_factor_.view(), t_vector, true);
-  Matrix<double> by(n, c);
-  backend_.gemm(false, false, 1.0, basis_.view(), t.view(), 0.0, by.view());
-  out = Matrix<double>(n, c);
-  std::vector<double> s_by(static_cast<std::size_t>(c));
+  backend_.gemm(false, false, 1.0, basis_.view(), coefficients_.view(), 0.0, basis_times_.view());
+  if (out.rows() != n || out.cols() != c) out = Matrix<double>(n, c);
   for (std::int64_t i = 0; i < n; ++i) {
-    sample::apply_s(p_.row_data(i), by.row_data(i), ci, s_by.data());
-    for (std::int64_t j = 0; j < c; ++j) out(i, j) = r(i, j) - s_by[j];
+    double* o = out.row_data(i);
+    sample::apply_s(p_.row_data(i), basis_times_.row_data(i), ci, o);
+    for (std::int64_t j = 0; j < c; ++j) o[j] = r(i, j) - o[j];
   }
 }
 

@@ -32,14 +32,16 @@ class NystromPreconditioner {
   // Factors G at probabilities p (N x C). Throws NumericalError if G is not positive definite, which
   // only rounding far beyond float64's could cause (G >= I in exact arithmetic).
   NystromPreconditioner(Backend& backend, const Matrix<double>& basis, const Matrix<double>& p);
-  // out = P^-1 r for r of N x C.
-  void apply(const Matrix<double>& r, Matrix<double>& out) const;
+  // out = P^-1 r for r and out of N x C (out is resized when its shape differs). Not thread-safe: it
+  // works in the scratch buffers below, allocated once (CG calls it every iteration).
+  void apply(const Matrix<double>& r, Matrix<double>& out);
 
  private:
   Backend& backend_;
   const Matrix<double>& basis_;
   const Matrix<double>& p_;
   Matrix<double> g_factor_;  // lower Cholesky factor of G
+  Matrix<double> s_t_r_, coefficients_, basis_times_;
 };
 
 }  // namespace ntk::detail

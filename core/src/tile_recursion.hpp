@@ -29,14 +29,16 @@ using TileRecursionFn = void (*)(const TileArgs<T>&);
 
 // out (rows x c) = a (rows x k, ld lda) vt^T for vt of c x k, c <= 32: thin_product_impl.inc, compiled
 // with the same instruction sets (it lives here to share their dispatch).
-using ThinProductFn = void (*)(const double* a, std::int64_t lda, std::int64_t rows, std::int64_t k,
-                               const double* vt, std::int64_t c, double* out);
+template <class T>
+using ThinProductFn = void (*)(const T* a, std::int64_t lda, std::int64_t rows, std::int64_t k, const T* vt,
+                               std::int64_t c, T* out);
 
 struct TileRecursionKernels {
   TileRecursionFn<float> f32;
   TileRecursionFn<double> f64;
   const char* isa;
-  ThinProductFn thin_product;
+  ThinProductFn<double> thin_product;
+  ThinProductFn<float> thin_product_f32;  // for Newton-CG's float32 operator (ResidentMatrix)
 };
 
 namespace isa_v4 {

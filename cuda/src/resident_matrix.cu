@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string>
 
 #include "ntk/cuda/errors.cuh"
@@ -11,6 +12,22 @@ void copy_to_device(double* dst, ConstMatrixView<double> m, cudaStream_t s) {
     NTK_CUDA_CHECK(cudaMemcpy2DAsync(dst, std::size_t(m.cols) * sizeof(double), m.data,
                                      std::size_t(m.ld) * sizeof(double), std::size_t(m.cols) * sizeof(double),
                                      std::size_t(m.rows), cudaMemcpyHostToDevice, s));
+}
+
+__global__ void to_float32_kernel(const double* in, std::size_t count, float* out) {
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = static_cast<float>(in[i]);
+}
+
+__global__ void to_float64_kernel(const float* in, std::size_t count, double* out) {
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = static_cast<double>(in[i]);
+}
+
+unsigned grid_for(std::size_t count) {
+  return static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 65535));
 }
 
 class DeviceResidentMatrix final : public ResidentMatrix {
@@ -27,40 +44,117 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   std::int64_t rows() const override { return n_; }
 
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
-    if (v.rows != n_ || out.rows != n_ || out.cols != v.cols)
-      throw InvalidArgument("resident product shapes do not agree: " + std::to_string(n_) + " x " +
-                            std::to_string(n_) + " * " + std::to_string(v.rows) + " x " +
-                            std::to_string(v.cols) + " -> " + std::to_string(out.rows) + " x " +
-                            std::to_string(out.cols));
-    const std::int64_t m = v.cols;
-    if (m == 0 || n_ == 0) return;
+    if (!check_shapes(v, out)) return;
     std::lock_guard lock(mutex_);
     resources_.activate();
     cudaStream_t s = resources_.stream(0);
-    const std::size_t bytes = std::size_t(n_) * std::size_t(m) * sizeof(double);
-    if (operand_.bytes() < bytes) {
-      operand_ = resources_.pool().allocate(bytes, "resident product operand");
-      result_ = resources_.pool().allocate(bytes, "resident product result");
-    }
-    copy_to_device(operand_.as<double>(), v, s);
-    if (beta != 0) copy_to_device(result_.as<double>(), out.as_const(), s);
+    prepare_operands(v, beta, out, s);
+    const std::int64_t m = v.cols;
     cublasHandle_t h = resources_.cublas();
     NTK_CUBLAS_CHECK(cublasSetStream(h, s));
     // Row-major out = A v is column-major out^T = v^T A^T; A^T is A's row-major memory read column-major.
     NTK_CUBLAS_CHECK(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, int(m), int(n_), int(n_), &alpha,
                                  operand_.as<double>(), int(m), matrix_.as<double>(), int(n_), &beta,
                                  result_.as<double>(), int(m)));
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(out.data, std::size_t(out.ld) * sizeof(double), result_.as<double>(),
-                                     std::size_t(m) * sizeof(double), std::size_t(m) * sizeof(double),
-                                     std::size_t(n_), cudaMemcpyDeviceToHost, s));
-    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    download_result(out, s);
+  }
+
+  // A float32 copy of A on the device (N^2 x 4 bytes more) and SGEMM; without room for the copy, the
+  // exact product (the contract allows it; the caller only loses speed).
+  void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
+                        MatrixView<double> out) override {
+    if (!check_shapes(v, out)) return;
+    {
+      std::lock_guard lock(mutex_);
+      resources_.activate();
+      if (!float32_refused_ && matrix_f32_.bytes() == 0) {
+        try {
+          matrix_f32_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(float),
+                                                   "float32 copy of the resident matrix");
+          const std::size_t count = std::size_t(n_) * std::size_t(n_);
+          to_float32_kernel<<<grid_for(count), 256, 0, resources_.stream(0)>>>(matrix_.as<double>(), count,
+                                                                               matrix_f32_.as<float>());
+          NTK_CUDA_CHECK_LAUNCH("to_float32_kernel");
+        } catch (const ResourceExhausted&) {
+          float32_refused_ = true;
+        }
+      }
+    }
+    if (float32_refused_) {
+      multiply(alpha, v, beta, out);
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    resources_.activate();
+    cudaStream_t s = resources_.stream(0);
+    prepare_operands(v, beta, out, s);
+    const std::int64_t m = v.cols;
+    const std::size_t count = std::size_t(n_) * std::size_t(m);
+    if (operand_f32_.bytes() < 2 * count * sizeof(float))
+      operand_f32_ =
+          resources_.pool().allocate(2 * count * sizeof(float), "float32 resident product operands");
+    float* v32 = operand_f32_.as<float>();
+    float* r32 = v32 + count;
+    to_float32_kernel<<<grid_for(count), 256, 0, s>>>(operand_.as<double>(), count, v32);
+    NTK_CUDA_CHECK_LAUNCH("to_float32_kernel");
+    cublasHandle_t h = resources_.cublas();
+    NTK_CUBLAS_CHECK(cublasSetStream(h, s));
+    const float one = 1.0f, zero = 0.0f;
+    NTK_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, int(m), int(n_), int(n_), &one, v32, int(m),
+                                 matrix_f32_.as<float>(), int(n_), &zero, r32, int(m)));
+    // result = alpha * float64(r32) + beta * result, in float64 (the scaling is exact there).
+    double* product = scratch_result(count, s);
+    to_float64_kernel<<<grid_for(count), 256, 0, s>>>(r32, count, product);
+    NTK_CUDA_CHECK_LAUNCH("to_float64_kernel");
+    NTK_CUBLAS_CHECK(cublasDscal(h, int(count), &beta, result_.as<double>(), 1));
+    NTK_CUBLAS_CHECK(cublasDaxpy(h, int(count), &alpha, product, 1, result_.as<double>(), 1));
+    download_result(out, s);
   }
 
  private:
+  bool check_shapes(ConstMatrixView<double> v, MatrixView<double> out) const {
+    if (v.rows != n_ || out.rows != n_ || out.cols != v.cols)
+      throw InvalidArgument("resident product shapes do not agree: " + std::to_string(n_) + " x " +
+                            std::to_string(n_) + " * " + std::to_string(v.rows) + " x " +
+                            std::to_string(v.cols) + " -> " + std::to_string(out.rows) + " x " +
+                            std::to_string(out.cols));
+    return v.cols > 0 && n_ > 0;
+  }
+
+  // v (and, for beta != 0, out) uploaded into operand_ / result_, grown as needed.
+  void prepare_operands(ConstMatrixView<double> v, double beta, MatrixView<double> out, cudaStream_t s) {
+    const std::size_t bytes = std::size_t(n_) * std::size_t(v.cols) * sizeof(double);
+    if (operand_.bytes() < bytes) {
+      operand_ = resources_.pool().allocate(bytes, "resident product operand");
+      result_ = resources_.pool().allocate(bytes, "resident product result");
+    }
+    copy_to_device(operand_.as<double>(), v, s);
+    if (beta != 0)
+      copy_to_device(result_.as<double>(), out.as_const(), s);
+    else
+      NTK_CUDA_CHECK(cudaMemsetAsync(result_.as<double>(), 0, bytes, s));
+  }
+
+  double* scratch_result(std::size_t count, cudaStream_t) {
+    if (scratch_.bytes() < count * sizeof(double))
+      scratch_ = resources_.pool().allocate(count * sizeof(double), "resident product scratch");
+    return scratch_.as<double>();
+  }
+
+  void download_result(MatrixView<double> out, cudaStream_t s) {
+    const std::size_t m = static_cast<std::size_t>(out.cols);
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(out.data, std::size_t(out.ld) * sizeof(double), result_.as<double>(),
+                                     m * sizeof(double), m * sizeof(double), std::size_t(n_),
+                                     cudaMemcpyDeviceToHost, s));
+    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
   DeviceResources& resources_;
   std::mutex& mutex_;
   std::int64_t n_;
-  DeviceBuffer matrix_, operand_, result_;
+  DeviceBuffer matrix_, operand_, result_, scratch_;
+  DeviceBuffer matrix_f32_, operand_f32_;
+  bool float32_refused_ = false;  // no room for the float32 copy: multiply_float32 computes exactly
 };
 
 }  // namespace

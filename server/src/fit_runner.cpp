@@ -1,12 +1,12 @@
 // Fit jobs: the checks made before a job is queued, and the worker that runs it.
 #include <cmath>
 
-#include "wire.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/targets.hpp"
 #include "runtime.hpp"
+#include "wire.hpp"
 
 namespace ntkserver {
 
@@ -22,18 +22,28 @@ PreparedFit prepare(const pb::FitRequest& r, const pb::DatasetInfo& info) {
   p.spec = from_proto(r.spec(), p.settings.dtype, "spec");
   auto& s = p.settings;
   if (!(r.lambda() >= 0) || !std::isfinite(r.lambda()))
-    throw ntk::InvalidArgument("lambda must be a finite number >= 0 (got " + std::to_string(r.lambda()) + ")");
+    throw ntk::InvalidArgument("lambda must be a finite number >= 0 (got " + std::to_string(r.lambda()) +
+                               ")");
   s.lambda = r.lambda();
   if (!(r.label_smoothing() >= 0 && r.label_smoothing() < 1))
-    throw ntk::InvalidArgument("label_smoothing must be in [0, 1) (got " + std::to_string(r.label_smoothing()) + ")");
+    throw ntk::InvalidArgument("label_smoothing must be in [0, 1) (got " +
+                               std::to_string(r.label_smoothing()) + ")");
   if (r.label_smoothing() > 0 && !info.has_labels())
-    throw ntk::InvalidArgument("label_smoothing applies to labels; dataset '" + info.name() + "' has soft targets");
+    throw ntk::InvalidArgument("label_smoothing applies to labels; dataset '" + info.name() +
+                               "' has soft targets");
   s.label_smoothing = r.label_smoothing();
   switch (r.solver()) {
-    case pb::SOLVER_AUTO: s.solver = ntk::SolverKind::automatic; break;
-    case pb::SOLVER_DIRECT: s.solver = ntk::SolverKind::direct; break;
-    case pb::SOLVER_MATRIX_FREE: s.solver = ntk::SolverKind::matrix_free; break;
-    default: throw ntk::InvalidArgument("solver: unknown value " + std::to_string(r.solver()));
+    case pb::SOLVER_AUTO:
+      s.solver = ntk::SolverKind::automatic;
+      break;
+    case pb::SOLVER_DIRECT:
+      s.solver = ntk::SolverKind::direct;
+      break;
+    case pb::SOLVER_MATRIX_FREE:
+      s.solver = ntk::SolverKind::matrix_free;
+      break;
+    default:
+      throw ntk::InvalidArgument("solver: unknown value " + std::to_string(r.solver()));
   }
   if (r.tolerance() != 0) {
     if (!(r.tolerance() > 0 && r.tolerance() < 1)) throw ntk::InvalidArgument("tolerance must be in (0, 1)");
@@ -44,7 +54,8 @@ PreparedFit prepare(const pb::FitRequest& r, const pb::DatasetInfo& info) {
       throw ntk::InvalidArgument("max_newton_steps must be in [1, 100000]");
     s.max_newton_steps = r.max_newton_steps();
   }
-  if (!(r.diag_reg() >= 0) || !std::isfinite(r.diag_reg())) throw ntk::InvalidArgument("diag_reg must be >= 0");
+  if (!(r.diag_reg() >= 0) || !std::isfinite(r.diag_reg()))
+    throw ntk::InvalidArgument("diag_reg must be >= 0");
   s.diag_reg = r.diag_reg();
   if (!(r.time() >= 0) || !std::isfinite(r.time())) throw ntk::InvalidArgument("time must be >= 0");
   s.time = r.time();
@@ -55,7 +66,8 @@ PreparedFit prepare(const pb::FitRequest& r, const pb::DatasetInfo& info) {
   }
   if (r.description().size() > 4096) throw ntk::InvalidArgument("description: at most 4096 bytes");
   if (!info.has_labels() && !info.has_targets())
-    throw ntk::FailedPrecondition("dataset '" + info.name() + "' has neither labels nor targets; upload it with "
+    throw ntk::FailedPrecondition("dataset '" + info.name() +
+                                  "' has neither labels nor targets; upload it with "
                                   "labels or soft targets to fit on it");
   if (s.lambda == 0 && s.time == 0 && info.has_labels() && s.label_smoothing == 0)
     throw ntk::FailedPrecondition(
@@ -73,6 +85,8 @@ std::uint64_t fit_memory_estimate(const pb::DatasetInfo& info, const ntk::FitSet
                                      : s.solver;
   double matrices = 2;  // Theta and the assembly's other kernel / a factor
   if (s.lambda > 0 && s.time == 0 && solver == ntk::SolverKind::direct) matrices = 4;  // + the GPML factors
+  // + Newton-CG's float32 copy of Theta (NewtonOptions::float32_inner_products)
+  if (s.lambda > 0 && s.time == 0 && solver == ntk::SolverKind::matrix_free) matrices = 2.5;
   if (s.time > 0) matrices = 3;
   return static_cast<std::uint64_t>(8 * (matrices * n * n + 8 * n * c + 2 * n * d) + (1 << 20));
 }
@@ -86,13 +100,16 @@ void check_fit_request(Runtime& rt, const std::string& tenant, const pb::FitRequ
   const std::uint64_t need = fit_memory_estimate(info, p.settings);
   if (need > rt.budget.total())
     throw ntk::ResourceExhausted("fitting dataset '" + info.name() + "' (N = " + std::to_string(info.rows()) +
-                                 ") needs about " + std::to_string(need) + " bytes, more than the server's whole " +
-                                 "memory budget of " + std::to_string(rt.budget.total()) + " bytes");
+                                 ") needs about " + std::to_string(need) +
+                                 " bytes, more than the server's whole " + "memory budget of " +
+                                 std::to_string(rt.budget.total()) + " bytes");
 }
 
 void run_fit_job(Runtime& rt, Job& job) {
   const auto start = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   auto end = [&](pb::JobState state, const std::string& code, const std::string& message, int steps) {
     if (!job.cancelled_by_shutdown()) {
       try {
@@ -109,7 +126,9 @@ void run_fit_job(Runtime& rt, Job& job) {
       p.set_elapsed_seconds(seconds());
       p.set_estimated_remaining_seconds(0);
     });
-    rt.metrics.record_fit(state == pb::SUCCEEDED ? "succeeded" : state == pb::CANCELLED ? "cancelled" : "failed",
+    rt.metrics.record_fit(state == pb::SUCCEEDED   ? "succeeded"
+                          : state == pb::CANCELLED ? "cancelled"
+                                                   : "failed",
                           seconds(), steps);
     ntk::log_info("job " + job.id() + " (tenant " + job.tenant() + "): " + pb::JobState_Name(state) +
                   (message.empty() ? "" : ": " + message) + " after " + std::to_string(seconds()) + " s");
@@ -129,9 +148,10 @@ void run_fit_job(Runtime& rt, Job& job) {
     auto data = rt.store.dataset(job.tenant(), job.request().dataset(), &info);
     const PreparedFit p = prepare(job.request(), info);
     Reservation memory = rt.budget.reserve(fit_memory_estimate(info, p.settings), "fit job " + job.id());
-    const ntk::Targets targets = info.has_labels()
-                                     ? ntk::targets_from_labels(data->labels, info.num_classes(), p.settings.label_smoothing)
-                                     : ntk::targets_from_probabilities(data->targets.view());
+    const ntk::Targets targets =
+        info.has_labels()
+            ? ntk::targets_from_labels(data->labels, info.num_classes(), p.settings.label_smoothing)
+            : ntk::targets_from_probabilities(data->targets.view());
     auto check_cancel = [&] {
       if (job.cancel_requested()) throw ntk::Cancelled("fit cancelled");
     };
@@ -163,8 +183,8 @@ void run_fit_job(Runtime& rt, Job& job) {
       return !job.cancel_requested();
     };
     // The kernel assembly asks between tiles too, so that a cancelled job stops within one tile.
-    ntk::Model model = ntk::fit_classifier(*backend, p.spec, data->x.view(), targets, p.settings, progress, {},
-                                           [&job] { return job.cancel_requested(); });
+    ntk::Model model = ntk::fit_classifier(*backend, p.spec, data->x.view(), targets, p.settings, progress,
+                                           {}, [&job] { return job.cancel_requested(); });
     steps = model.diagnostics.steps;
     job.update([&](pb::FitProgress& q) {
       q.set_phase("saving");

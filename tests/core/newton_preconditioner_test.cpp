@@ -1,6 +1,7 @@
 // The Nystrom preconditioner of Newton-CG (core/src/newton_preconditioner.hpp) against dense references:
 // B B^T never exceeds k Theta and equals it at full rank, P^-1 is the inverse of the explicitly formed
-// P = I + S (B B^T (x) I) S^T, and the fit it accelerates lands on the same fixed point.
+// P = I + S (B B^T (x) I) S^T, and the fit it accelerates lands on the same fixed point, with CG's
+// products in float64 or in float32.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -130,7 +131,7 @@ TEST_F(NystromTest, ApplyIsTheInverseOfTheDenseP) {
   cpu_.gemm(false, true, 1.0, sk.view(), s.view(), 0.0, dense.view());
   for (std::int64_t i = 0; i < m; ++i) dense(i, i) += 1.0;
 
-  const ntk::detail::NystromPreconditioner pre(cpu_, b, p);
+  ntk::detail::NystromPreconditioner pre(cpu_, b, p);
   std::mt19937_64 rng(23);
   std::normal_distribution<double> normal;
   Matrix<double> r(n, c), out;
@@ -169,6 +170,62 @@ TEST_F(NystromTest, NewtonCgReachesTheSameFixedPointInFewerIterations) {
   EXPECT_LE(ntk::testing::max_abs_diff(jacobi.h, direct.h), 1e-8);
   EXPECT_LT(2 * nystrom.diagnostics.cg_iterations, jacobi.diagnostics.cg_iterations)
       << "Nystrom " << nystrom.diagnostics.cg_iterations << " vs Jacobi " << jacobi.diagnostics.cg_iterations;
+}
+
+TEST_F(NystromTest, Float32InnerProductsReachTheFloat64FixedPoint) {
+  // Mixed precision changes the path, never the destination: residuals are float64's, so the fixed point
+  // agrees with the all-float64 run and the direct solver to the tolerance's scale.
+  const std::int64_t n = 400, c = 5;
+  const auto x = ntk::testing::random_inputs(n, 20, 41);
+  const Matrix<double> theta = relu_kernel(cpu_, x);
+  const auto targets = ntk::targets_from_labels(ntk::testing::random_labels(n, c, 42), c, 0.0);
+  for (double lambda : {1e-2, 1e-4, 1e-6}) {
+    ntk::FixedPointProblem problem;
+    problem.theta = theta.view();
+    problem.k = 1.0 / (static_cast<double>(n) * lambda);
+    problem.y = targets.probabilities.view();
+    ntk::NewtonOptions options;
+    options.solver = ntk::SolverKind::matrix_free;
+    options.float32_inner_products = true;
+    options.float32_inner_limit = 1e9;  // whatever the amplification, to exercise the fallback too
+    const auto mixed = ntk::solve_fixed_point(cpu_, problem, options);
+    options.float32_inner_products = false;
+    const auto float64 = ntk::solve_fixed_point(cpu_, problem, options);
+    options.solver = ntk::SolverKind::direct;
+    const auto direct = ntk::solve_fixed_point(cpu_, problem, options);
+    ASSERT_TRUE(mixed.diagnostics.converged) << lambda << ": " << mixed.diagnostics.message;
+    ASSERT_TRUE(float64.diagnostics.converged) << lambda << ": " << float64.diagnostics.message;
+    ASSERT_TRUE(direct.diagnostics.converged) << lambda << ": " << direct.diagnostics.message;
+    EXPECT_NE(mixed.diagnostics.message.find("CG products in float32"), std::string::npos)
+        << mixed.diagnostics.message;
+    EXPECT_EQ(float64.diagnostics.message.find("float32"), std::string::npos) << float64.diagnostics.message;
+    const double scale = 1 + problem.k * 1e-10;
+    EXPECT_LE(ntk::testing::max_abs_diff(mixed.h, direct.h), 1e-8 * scale) << lambda;
+    EXPECT_LE(ntk::testing::max_abs_diff(mixed.a, float64.a), 1e-8 * scale) << lambda;
+    EXPECT_LE(mixed.diagnostics.steps, float64.diagnostics.steps + 2) << lambda;
+  }
+}
+
+TEST_F(NystromTest, Float32InnerProductsOnlyWhereTheirErrorIsSmall) {
+  // 2^-24 k ||Theta||_inf above the limit keeps every product in float64.
+  const std::int64_t n = 200, c = 3;
+  const auto x = ntk::testing::random_inputs(n, 10, 43);
+  const Matrix<double> theta = relu_kernel(cpu_, x);
+  const auto targets = ntk::targets_from_labels(ntk::testing::random_labels(n, c, 44), c, 0.0);
+  ntk::FixedPointProblem problem;
+  problem.theta = theta.view();
+  problem.k = 1.0 / (static_cast<double>(n) * 1e-3);
+  problem.y = targets.probabilities.view();
+  ntk::NewtonOptions options;
+  options.solver = ntk::SolverKind::matrix_free;
+  options.float32_inner_limit = 1e-12;
+  const auto strict = ntk::solve_fixed_point(cpu_, problem, options);
+  ASSERT_TRUE(strict.diagnostics.converged);
+  EXPECT_EQ(strict.diagnostics.message.find("float32"), std::string::npos) << strict.diagnostics.message;
+  options.float32_inner_limit = 1.0;
+  const auto loose = ntk::solve_fixed_point(cpu_, problem, options);
+  ASSERT_TRUE(loose.diagnostics.converged);
+  EXPECT_NE(loose.diagnostics.message.find("float32"), std::string::npos) << loose.diagnostics.message;
 }
 
 }  // namespace

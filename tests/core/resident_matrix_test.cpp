@@ -1,6 +1,7 @@
 // The CPU backend's resident matrix (cpu_resident_matrix.cpp, thin_product_impl.inc) against a plain
 // triple loop in long double: every instruction-set variant this CPU runs, thin and wide operands,
-// strided views, beta = 0 over a poisoned output and beta != 0, row splits.
+// strided views, beta = 0 over a poisoned output and beta != 0, row splits; the float32 products within
+// float32's error bound (and visibly not float64's).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -91,6 +92,75 @@ TEST(ResidentMatrix, EveryInstructionSetVariantIsAccurateAndDeterministic) {
     k.thin_product(a.data() + 77 * n, n, n - 77, n, vt.data(), m, split.data() + 77 * m);
     EXPECT_LE(max_error(whole, want), 1e-12) << k.isa;
     EXPECT_EQ(max_error(split, whole), 0.0) << k.isa;
+  }
+}
+
+// Entry-wise bound sum_j |a_ij| |v_jq| |alpha|, which float32 rounding errors are measured against.
+Matrix<double> absolute_products(ntk::ConstMatrixView<double> a, ntk::ConstMatrixView<double> v,
+                                 double alpha) {
+  Matrix<double> out(a.rows, v.cols);
+  for (std::int64_t i = 0; i < a.rows; ++i)
+    for (std::int64_t q = 0; q < v.cols; ++q)
+      for (std::int64_t j = 0; j < a.cols; ++j) out(i, q) += std::abs(alpha * a(i, j) * v(j, q));
+  return out;
+}
+
+TEST(ResidentMatrix, Float32ProductsAreWithinFloat32Rounding) {
+  ntk::CpuBackend cpu(ntk::BackendOptions{2, 0});
+  for (std::int64_t n : {1, 5, 67, 300, 1031}) {
+    const Matrix<double> big = random_matrix(n + 3, n + 9, 40 + std::uint64_t(n));
+    const ntk::ConstMatrixView<double> a = big.view().block(2, 5, n, n);
+    const auto resident = cpu.make_resident(a, "a");
+    for (std::int64_t m : {1, 10, 32, 33}) {  // 33: wider than the thin path, computed exactly
+      const Matrix<double> v = random_matrix(n, m, 50 + std::uint64_t(m));
+      for (double beta : {0.0, 0.5}) {
+        Matrix<double> out = random_matrix(n, m, 60);
+        const Matrix<double> want = reference(a, v.view(), -2.0, beta, out);
+        const Matrix<double> scale = absolute_products(a, v.view(), -2.0);
+        if (beta == 0)
+          for (auto& x : out.storage()) x = std::nan("");
+        resident->multiply_float32(-2.0, v.view(), beta, out.view());
+        double worst = 0, largest = 0;
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(out.data()[i])) << n << " x " << m << " entry " << i;
+          const double err = std::abs(out.data()[i] - want.data()[i]);
+          worst = std::max(worst, err / scale.data()[i]);
+          largest = std::max(largest, err);
+        }
+        // Inputs rounded to float32 (2 x 2^-24) plus float32 sums of n / 16 terms per lane.
+        EXPECT_LE(worst, 0x1p-24 * (4 + double(n) / 16)) << n << " x " << m << " beta " << beta;
+        if (m <= 32 && n >= 67) {
+          EXPECT_GT(largest, 1e-12) << "the float32 path was not taken: " << n << " x " << m;
+        }
+      }
+    }
+  }
+}
+
+TEST(ResidentMatrix, Float32VariantsAreDeterministicUnderRowSplits) {
+  const std::int64_t n = 203, m = 10;
+  const Matrix<double> a64 = random_matrix(n, n, 3), vt64 = random_matrix(m, n, 4);
+  std::vector<float> a(a64.size()), vt(vt64.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(a64.data()[i]);
+  for (std::size_t i = 0; i < vt.size(); ++i) vt[i] = static_cast<float>(vt64.data()[i]);
+  std::vector<ntk::detail::TileRecursionKernels> variants{ntk::detail::isa_generic::kernels()};
+  if (ntk::x86_level() >= 3) variants.push_back(ntk::detail::isa_v3::kernels());
+  if (ntk::x86_level() >= 4) variants.push_back(ntk::detail::isa_v4::kernels());
+  for (const auto& k : variants) {
+    std::vector<float> whole(n * m), split(n * m);
+    k.thin_product_f32(a.data(), n, n, n, vt.data(), m, whole.data());
+    k.thin_product_f32(a.data(), n, 77, n, vt.data(), m, split.data());
+    k.thin_product_f32(a.data() + 77 * n, n, n - 77, n, vt.data(), m, split.data() + 77 * m);
+    EXPECT_EQ(whole, split) << k.isa;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < m; ++q) {
+        long double s = 0, bound = 0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          s += static_cast<long double>(a[i * n + j]) * vt[q * n + j];
+          bound += std::abs(static_cast<long double>(a[i * n + j]) * vt[q * n + j]);
+        }
+        EXPECT_LE(std::abs(whole[i * m + q] - s), 0x1p-24 * (2 + double(n) / 16) * bound) << k.isa;
+      }
   }
 }
 

@@ -86,6 +86,30 @@ TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
   EXPECT_EQ(gpu_->memory().in_use, before);
 }
 
+TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
+  const std::int64_t n = 517;
+  const Matrix<double> a = random_matrix(n, n, 11);
+  const Matrix<double> v = random_matrix(n, 10, 12);
+  auto resident = gpu_->make_resident(a.view(), "test matrix");
+  for (double beta : {0.0, -0.5}) {
+    Matrix<double> out_gpu = random_matrix(n, 10, 13), out_cpu = out_gpu;
+    if (beta == 0)
+      for (auto& x : out_gpu.storage()) x = std::nan("");
+    resident->multiply_float32(2.0, v.view(), beta, out_gpu.view());
+    cpu_.gemm(false, false, 2.0, a.view(), v.view(), beta, out_cpu.view());
+    double worst = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < 10; ++q) {
+        double bound = 0;
+        for (std::int64_t j = 0; j < n; ++j) bound += std::abs(2.0 * a(i, j) * v(j, q));
+        ASSERT_TRUE(std::isfinite(out_gpu(i, q))) << i << ", " << q;
+        worst = std::max(worst, std::abs(out_gpu(i, q) - out_cpu(i, q)) / bound);
+      }
+    EXPECT_LE(worst, 0x1p-24 * (4 + double(n) / 16)) << "beta " << beta;
+    EXPECT_GT(max_abs_diff(out_gpu, out_cpu), 1e-12) << "the float32 path was not taken";
+  }
+}
+
 TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
   ntk::BackendOptions tiny;
   tiny.device_memory_budget = 1 << 20;  // 1 MiB: a 512 x 512 float64 matrix (2 MiB) does not fit

@@ -29,6 +29,10 @@ class CpuBackend final : public Backend {
 
  private:
   AssemblyOptions with_threads(const AssemblyOptions& options) const;
+  // BLAS/LAPACK threads for a call of `flops`: one below ~64 MFLOP, where OpenBLAS's hand-off costs more
+  // than it gains and its idle workers then spin (sched_yield) for a while, taking the cores from whatever
+  // runs next (Newton-CG's thin products, between its small preconditioner solves).
+  int blas_threads(double flops) const { return flops < 64e6 ? 1 : threads_; }
   int threads_;
 };
 

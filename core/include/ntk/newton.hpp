@@ -33,6 +33,12 @@ struct NewtonOptions {
   // (newton_preconditioner.hpp); negative = automatic (160 / C, within [1, 64]: G has l C rows), 0 = Jacobi
   // only.
   int preconditioner_rank = -1;
+  // Newton-CG: CG's products in float32 (ResidentMatrix::multiply_float32) when the error that causes,
+  // ~2^-24 k ||Theta||_inf relative per Newton step, is at most float32_inner_limit; residuals, line search
+  // and every other product stay float64, so the fixed point and its tolerance are float64's. Falls back to
+  // float64 products after two Newton steps that do not halve the residual.
+  bool float32_inner_products = true;
+  double float32_inner_limit = 1.0;
 };
 
 // h = f(X) - f0(X) and a with h = k Theta a; at the fixed point a = Y - softmax(f0 + h).
