@@ -1,11 +1,62 @@
 // The Backend interface's default operations. They live in ntk_core (not with make_backend in
 // ntk_backends) because every backend's vtable refers to them, the CPU backend's included.
+#include <algorithm>
+#include <cmath>
 #include <random>
 
+#include "host_resident.hpp"
 #include "ntk/backend.hpp"
 #include "ntk/errors.hpp"
 
 namespace ntk {
+namespace detail {
+
+std::vector<double> diagonal_of(ConstMatrixView<double> a) {
+  std::vector<double> d(static_cast<std::size_t>(std::min(a.rows, a.cols)));
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = a(std::int64_t(i), std::int64_t(i));
+  return d;
+}
+
+double max_abs_row_sum_of(ConstMatrixView<double> a) {
+  double norm = 0;
+  for (std::int64_t i = 0; i < a.rows; ++i) {
+    double row = 0;
+    for (std::int64_t j = 0; j < a.cols; ++j) row += std::abs(a(i, j));
+    norm = std::max(norm, row);
+  }
+  return norm;
+}
+
+namespace {
+
+class OwningResident final : public ResidentMatrix {
+ public:
+  OwningResident(Backend& backend, Matrix<double> a, const char* what)
+      : a_(std::move(a)), inner_(backend.make_resident(a_.view(), what)) {}
+  std::int64_t rows() const override { return a_.rows(); }
+  void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
+    inner_->multiply(alpha, v, beta, out);
+  }
+  void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
+                        MatrixView<double> out) override {
+    inner_->multiply_float32(alpha, v, beta, out);
+  }
+  std::vector<double> diagonal() override { return inner_->diagonal(); }
+  double max_abs_row_sum() override { return inner_->max_abs_row_sum(); }
+
+ private:
+  Matrix<double> a_;  // before inner_, which may refer to it
+  std::unique_ptr<ResidentMatrix> inner_;
+};
+
+}  // namespace
+
+std::unique_ptr<ResidentMatrix> own_resident(Backend& backend, Matrix<double> a, const char* what) {
+  return std::make_unique<OwningResident>(backend, std::move(a), what);
+}
+
+}  // namespace detail
+
 namespace {
 
 class HostResidentMatrix final : public ResidentMatrix {
@@ -15,19 +66,113 @@ class HostResidentMatrix final : public ResidentMatrix {
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
     backend_.gemm(false, false, alpha, a_, v, beta, out);
   }
+  std::vector<double> diagonal() override { return detail::diagonal_of(a_); }
+  double max_abs_row_sum() override { return detail::max_abs_row_sum_of(a_); }
 
  private:
   Backend& backend_;
   ConstMatrixView<double> a_;
 };
 
+// K(x, X) B by row blocks of ~64 MiB of kernel, each assembled by kernel() and multiplied by gemm().
+class HostKernelProduct final : public KernelProduct {
+ public:
+  HostKernelProduct(Backend& backend, const KernelSpec& spec, bool float32, ConstMatrixView<double> x_train,
+                    ConstMatrixView<double> b)
+      : KernelProduct(x_train.rows), backend_(backend), spec_(spec), x_train_(x_train), b_(b) {
+    if (float32) x_train_f32_ = convert_matrix<float>(x_train);
+    float32_ = float32;
+  }
+
+  void apply(ConstMatrixView<double> x, double beta, MatrixView<double> out,
+             const AssemblyOptions& options) override {
+    check_kernel_product_shapes(x, out, x_train_.cols, b_.cols);
+    const std::int64_t block =
+        std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n_, 1));
+    Matrix<double> k;
+    Matrix<float> k32;
+    for (std::int64_t r0 = 0; r0 < x.rows; r0 += block) {
+      const std::int64_t rows = std::min(block, x.rows - r0);
+      if (k.rows() != rows) k = Matrix<double>(rows, n_);
+      const ConstMatrixView<double> xb = x.block(r0, 0, rows, x.cols);
+      if (float32_) {
+        if (k32.rows() != rows) k32 = Matrix<float>(rows, n_);
+        const Matrix<float> xb32 = convert_matrix<float>(xb);
+        const ConstMatrixView<float> train = x_train_f32_.view();
+        backend_.kernel(spec_, xb32.view(), &train, {{}, k32.view()}, options);
+        for (std::size_t i = 0; i < k.size(); ++i) k.data()[i] = k32.data()[i];
+      } else {
+        backend_.kernel(spec_, xb, &x_train_, {{}, k.view()}, options);
+      }
+      backend_.gemm(false, false, 1.0, k.view(), b_, beta, out.block(r0, 0, rows, out.cols));
+    }
+  }
+
+ private:
+  Backend& backend_;
+  KernelSpec spec_;
+  ConstMatrixView<double> x_train_, b_;
+  Matrix<float> x_train_f32_;
+  bool float32_ = false;
+};
+
+template <class T>
+std::unique_ptr<ResidentMatrix> host_resident_kernel(Backend& be, const KernelSpec& spec,
+                                                     ConstMatrixView<T> x, const AssemblyOptions& options,
+                                                     const char* what) {
+  Matrix<double> theta(x.rows, x.rows);
+  if constexpr (std::is_same_v<T, double>) {
+    be.kernel(spec, x, nullptr, {{}, theta.view()}, options);
+  } else {
+    Matrix<float> k(x.rows, x.rows);
+    be.kernel(spec, x, nullptr, {{}, k.view()}, options);
+    for (std::size_t i = 0; i < k.size(); ++i) theta.data()[i] = k.data()[i];
+  }
+  return detail::own_resident(be, std::move(theta), what);
+}
+
 }  // namespace
+
+void check_kernel_product_shapes(ConstMatrixView<double> x, MatrixView<double> out, std::int64_t features,
+                                 std::int64_t m) {
+  if (x.cols != features)
+    throw InvalidArgument("x has " + std::to_string(x.cols) + " columns, the training inputs have " +
+                          std::to_string(features));
+  if (out.rows != x.rows || out.cols != m)
+    throw InvalidArgument("kernel product output is " + std::to_string(out.rows) + " x " +
+                          std::to_string(out.cols) + ", expected " + std::to_string(x.rows) + " x " +
+                          std::to_string(m));
+}
 
 std::unique_ptr<ResidentMatrix> Backend::make_resident(ConstMatrixView<double> a, const char* what) {
   if (a.rows != a.cols)
     throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
                           std::to_string(a.cols));
   return std::make_unique<HostResidentMatrix>(*this, a);
+}
+
+std::unique_ptr<ResidentMatrix> Backend::resident_kernel(const KernelSpec& spec, ConstMatrixView<float> x,
+                                                         const AssemblyOptions& options, const char* what) {
+  return host_resident_kernel(*this, spec, x, options, what);
+}
+
+std::unique_ptr<ResidentMatrix> Backend::resident_kernel(const KernelSpec& spec, ConstMatrixView<double> x,
+                                                         const AssemblyOptions& options, const char* what) {
+  return host_resident_kernel(*this, spec, x, options, what);
+}
+
+std::unique_ptr<KernelProduct> Backend::make_kernel_product(const KernelSpec& spec, bool float32,
+                                                            ConstMatrixView<double> x_train,
+                                                            ConstMatrixView<double> b) {
+  check_kernel_product_operands(x_train, b);
+  return std::make_unique<HostKernelProduct>(*this, spec, float32, x_train, b);
+}
+
+void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixView<double> b) {
+  if (b.rows != x_train.rows)
+    throw InvalidArgument("kernel product: " + std::to_string(x_train.rows) + " training inputs but b has " +
+                          std::to_string(b.rows) + " rows");
+  check_kernel_input(x_train, "training inputs");
 }
 
 void Backend::normal_draws(std::uint64_t seed, MatrixView<double> out) {

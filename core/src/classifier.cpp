@@ -37,6 +37,29 @@ Matrix<double> kernel_in(Backend& be, const KernelSpec& spec, ConstMatrixView<do
   return out;
 }
 
+// The training NTK in the model's compute type, on the host (float64 storage).
+Matrix<double> training_kernel(Backend& be, const Model& m, ConstMatrixView<double> x,
+                               const AssemblyOptions& options) {
+  return m.settings.dtype == ComputeType::float32
+             ? kernel_in<float>(be, m.spec, x, nullptr, KernelSelection::ntk, options)
+             : kernel_in<double>(be, m.spec, x, nullptr, KernelSelection::ntk, options);
+}
+
+}  // namespace
+
+// The training NTK in the model's compute type, kept where the backend computes.
+std::unique_ptr<ResidentMatrix> resident_training_kernel(Backend& be, const Model& m,
+                                                         ConstMatrixView<double> x,
+                                                         const AssemblyOptions& options) {
+  if (m.settings.dtype == ComputeType::float32) {
+    const Matrix<float> x32 = convert_matrix<float>(x);
+    return be.resident_kernel(m.spec, x32.view(), options, "training kernel Theta");
+  }
+  return be.resident_kernel(m.spec, x, options, "training kernel Theta");
+}
+
+namespace {
+
 void check_settings(const FitSettings& s) {
   if (!std::isfinite(s.lambda) || s.lambda < 0)
     throw InvalidArgument("lambda must be >= 0 and finite, got " + std::to_string(s.lambda));
@@ -148,13 +171,10 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   }
   AssemblyOptions assembly;
   assembly.should_stop = should_stop;
-  Matrix<double> theta = settings.dtype == ComputeType::float32
-                             ? kernel_in<float>(be, m.spec, x, nullptr, KernelSelection::ntk, assembly)
-                             : kernel_in<double>(be, m.spec, x, nullptr, KernelSelection::ntk, assembly);
   const std::int64_t n = x.rows;
 
   if (settings.lambda == 0) {
-    fit_closed_form(be, m, std::move(theta));
+    fit_closed_form(be, m, training_kernel(be, m, x, assembly));
   } else {
     NewtonOptions opt;
     opt.solver = settings.solver == SolverKind::automatic
@@ -166,8 +186,17 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
     opt.tolerance = settings.tolerance;
     opt.max_steps = settings.max_newton_steps;
     opt.max_cg_iterations = settings.max_cg_iterations;
+    // Newton-CG only multiplies with Theta: it stays where the backend computes (on a GPU it never reaches
+    // the host). The direct step factors it on the host.
+    Matrix<double> theta;
+    std::unique_ptr<ResidentMatrix> resident;
+    if (opt.solver == SolverKind::matrix_free)
+      resident = resident_training_kernel(be, m, x, assembly);
+    else
+      theta = training_kernel(be, m, x, assembly);
     FixedPointProblem problem{theta.view(), 1.0 / (static_cast<double>(n) * settings.lambda),
                               m.targets.view(), m.f0_train.view()};
+    problem.resident = resident.get();
     if (m.f0_train.size() == 0) problem.f0 = {};
     FixedPointSolution sol = solve_fixed_point(be, problem, opt, nullptr, progress);
     m.train_logits = std::move(sol.h);
@@ -182,8 +211,22 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   return m;
 }
 
+std::unique_ptr<KernelProduct> make_model_product(Backend& be, const Model& m) {
+  return be.make_kernel_product(m.spec, m.settings.dtype == ComputeType::float32, m.x_train.view(),
+                                m.coefficients.view());
+}
+
 Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::int64_t tile_rows,
                    ConstMatrixView<double> f0) {
+  const std::unique_ptr<KernelProduct> product = make_model_product(be, m);
+  return predict_with(*product, m, x, tile_rows, f0);
+}
+
+Prediction predict_with(KernelProduct& product, const Model& m, ConstMatrixView<double> x,
+                        std::int64_t tile_rows, ConstMatrixView<double> f0) {
+  if (product.training_rows() != m.x_train.rows())
+    throw InvalidArgument("kernel product of " + std::to_string(product.training_rows()) +
+                          " training rows used with a model of " + std::to_string(m.x_train.rows()));
   if (x.cols != m.x_train.cols())
     throw InvalidArgument("test inputs have " + std::to_string(x.cols) +
                           " features, the model was fitted on " + std::to_string(m.x_train.cols()));
@@ -200,22 +243,19 @@ Prediction predict(Backend& be, const Model& m, ConstMatrixView<double> x, std::
                             std::to_string(m.num_classes));
     check_kernel_input(f0, "f0");
   }
-  const std::int64_t t = x.rows, n = m.x_train.rows(), c = m.num_classes;
-  // Tiles of rows so that Theta(x_tile, X) stays near 64 MiB.
-  if (tile_rows <= 0)
-    tile_rows = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n, 1));
+  const std::int64_t t = x.rows, c = m.num_classes;
   Prediction p;
   p.logits = Matrix<double>(t, c);
   p.probs = Matrix<double>(t, c);
   p.classes.resize(static_cast<std::size_t>(t));
-  const ConstMatrixView<double> train = m.x_train.view();
+  if (!f0.empty())
+    for (std::int64_t i = 0; i < t; ++i) std::copy(f0.row(i), f0.row(i) + c, p.logits.row_data(i));
+  // f(x*) = f0(x*) + Theta(x*, X) coefficients, the kernel never materialized beyond the backend's blocks.
+  if (tile_rows <= 0) tile_rows = std::max<std::int64_t>(t, 1);
   for (std::int64_t r0 = 0; r0 < t; r0 += tile_rows) {
     const std::int64_t rows = std::min(tile_rows, t - r0);
-    const Matrix<double> k = model_kernel(be, m, x.block(r0, 0, rows, x.cols), &train, KernelSelection::ntk);
-    MatrixView<double> out = p.logits.view().block(r0, 0, rows, c);
-    if (!f0.empty())
-      for (std::int64_t i = 0; i < rows; ++i) std::copy(f0.row(r0 + i), f0.row(r0 + i) + c, out.row(i));
-    be.gemm(false, false, 1.0, k.view(), m.coefficients.view(), f0.empty() ? 0.0 : 1.0, out);
+    product.apply(x.block(r0, 0, rows, x.cols), f0.empty() ? 0.0 : 1.0,
+                  p.logits.view().block(r0, 0, rows, c));
   }
   for (std::int64_t i = 0; i < t; ++i) {
     sample::softmax(p.logits.row_data(i), static_cast<int>(c), p.probs.row_data(i));

@@ -3,12 +3,15 @@
 // GEMM that packs all of it first (on Fashion-MNIST N = 1000, C = 10, OpenBLAS spent ~20% of a fit in that
 // packing and in its thread hand-offs); wide blocks still use the BLAS.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "host_resident.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
 #include "tile_recursion.hpp"
@@ -19,60 +22,72 @@ namespace {
 constexpr std::int64_t kMaxThinColumns = 32;
 
 // Workers kept for the matrix's lifetime: a product takes ~0.1-0.3 ms at N = 1000, and starting threads
-// for each one (parallel_for) cost a tenth of that plus page faults on their fresh stacks.
+// for each one (parallel_for) cost a tenth of that plus page faults on their fresh stacks. Between
+// products (Newton-CG does ~0.05 ms of vector work) workers and caller spin briefly before sleeping: a
+// sleeping vCPU takes tens of microseconds to wake under a hypervisor.
 class WorkerTeam {
  public:
   explicit WorkerTeam(int threads) {
     for (int id = 1; id < threads; ++id) workers_.emplace_back([this, id] { loop(id); });
   }
   ~WorkerTeam() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
+    stopping_.store(true);
+    { std::lock_guard lock(mutex_); }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
   }
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // body(part, parts) on every member, the caller being part 0; returns when all are done.
   void run(const std::function<void(int, int)>& body) {
+    body_ = &body;
+    pending_.store(static_cast<int>(workers_.size()));
+    generation_.fetch_add(1, std::memory_order_release);
     {
-      std::lock_guard lock(mutex_);
-      body_ = &body;
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      std::lock_guard lock(mutex_);  // pairs with the predicate check of a worker about to sleep
     }
     wake_.notify_all();
     body(0, size());
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
     body_ = nullptr;
   }
 
  private:
+  template <class Ready>
+  static bool spin_until(Ready ready) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (!ready()) {
+      if (std::chrono::steady_clock::now() > until) return false;
+    }
+    return true;
+  }
+
   void loop(int id) {
     std::uint64_t seen = 0;
     for (;;) {
-      const std::function<void(int, int)>* body;
-      {
+      auto started = [&] { return stopping_.load() || generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(started)) {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
-        body = body_;
+        wake_.wait(lock, started);
       }
-      (*body)(id, size());
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (stopping_.load()) return;
+      seen = generation_.load(std::memory_order_acquire);
+      (*body_)(id, size());
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lock(mutex_);
+        done_.notify_one();
+      }
     }
   }
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int, int)>* body_ = nullptr;
-  std::uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stopping_ = false;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 class CpuResidentMatrix final : public ResidentMatrix {
@@ -94,6 +109,9 @@ class CpuResidentMatrix final : public ResidentMatrix {
     }
     thin_multiply(thin_product_, a_.data, a_.ld, alpha, v, beta, out, f64_);
   }
+
+  std::vector<double> diagonal() override { return detail::diagonal_of(a_); }
+  double max_abs_row_sum() override { return detail::max_abs_row_sum_of(a_); }
 
   // The float32 copy of A is made on first use (N^2 x 4 bytes more while this object lives).
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,

@@ -41,9 +41,7 @@ std::vector<Model> fit_dynamics(Backend& be, const KernelSpec& spec, ConstMatrix
   base.x_train = copy_matrix(x);
   base.targets = targets.probabilities;
   if (!f0.empty()) base.f0_train = copy_matrix(f0);
-  const Matrix<double> theta = model_kernel(be, base, x, nullptr, KernelSelection::ntk);
-  const std::unique_ptr<ResidentMatrix> theta_resident =
-      be.make_resident(theta.view(), "training kernel Theta");
+  const std::unique_ptr<ResidentMatrix> theta_resident = resident_training_kernel(be, base, x);
   const double eta = settings.learning_rate, lambda = settings.lambda, inv_n = 1.0 / static_cast<double>(n);
   const std::size_t block = static_cast<std::size_t>(n * c);
 

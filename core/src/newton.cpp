@@ -111,7 +111,8 @@ Matrix<double> direct_step(Backend& be, ResidentMatrix& theta, const FixedPointP
 // Every N x C buffer is allocated once per step: fresh ones per CG iteration made the allocator return
 // and re-fault its pages each time (20% of a fit at N = 1000).
 Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedPointProblem& pr,
-                                const State& s, const Matrix<double>& basis, double cg_tolerance,
+                                const State& s, const Matrix<double>& basis,
+                                const std::vector<double>& theta_diagonal, double cg_tolerance,
                                 bool float32_products, int max_iterations, int& iterations) {
   const std::int64_t n = s.h.rows(), c = s.h.cols();
   const int ci = static_cast<int>(c);
@@ -145,7 +146,7 @@ Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedP
     jacobi = Matrix<double>(n, c);
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t j = 0; j < c; ++j)
-        jacobi(i, j) = 1.0 / (1.0 + pr.k * pr.theta(i, i) *
+        jacobi(i, j) = 1.0 / (1.0 + pr.k * theta_diagonal[static_cast<std::size_t>(i)] *
                                         sample::sst_diagonal(s.p.data() + i * c, ci, static_cast<int>(j)));
   }
   auto precondition = [&](const Matrix<double>& r, Matrix<double>& q) {
@@ -192,7 +193,10 @@ Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedP
 void check_problem(const FixedPointProblem& pr) {
   const std::int64_t n = pr.y.rows;
   if (n == 0) throw InvalidArgument("no training points");
-  if (pr.theta.rows != n || pr.theta.cols != n)
+  if (pr.resident && pr.resident->rows() != n)
+    throw InvalidArgument("resident kernel has " + std::to_string(pr.resident->rows()) + " rows, expected " +
+                          std::to_string(n));
+  if ((!pr.resident || !pr.theta.empty()) && (pr.theta.rows != n || pr.theta.cols != n))
     throw InvalidArgument("kernel is " + std::to_string(pr.theta.rows) + " x " +
                           std::to_string(pr.theta.cols) + ", expected " + std::to_string(n) + " x " +
                           std::to_string(n));
@@ -248,6 +252,7 @@ double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, 
     for (std::int64_t j = 0; j < h.cols; ++j) s.h(i, j) = h(i, j);
   s.a = Matrix<double>(h.rows, h.cols, 0.0);
   evaluate(problem, s);
+  if (problem.resident) return residual_of(*problem.resident, problem, s);
   const auto theta = backend.make_resident(problem.theta, "training kernel Theta");
   return residual_of(*theta, problem, s);
 }
@@ -273,19 +278,18 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
   FixedPointSolution out;
   FitDiagnostics& d = out.diagnostics;
   d.solver_used = options.solver;
-  const std::unique_ptr<ResidentMatrix> theta = be.make_resident(pr.theta, "training kernel Theta");
+  if (options.solver == SolverKind::direct && pr.theta.empty())
+    throw InvalidArgument("the direct Newton solver needs the training kernel on the host (theta)");
+  std::unique_ptr<ResidentMatrix> theta_owned;
+  if (!pr.resident) theta_owned = be.make_resident(pr.theta, "training kernel Theta");
+  ResidentMatrix* const theta = pr.resident ? pr.resident : theta_owned.get();
   d.residual = residual_of(*theta, pr, s);
   d.objective = -s.psi / static_cast<double>(n);
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
 
   // Rounding in softmax(f) - Y is amplified by k Theta, so the residual has a floor near
   // eps * ||k Theta||_inf that may exceed the tolerance for tiny lambda: stop when it stagnates.
-  double theta_norm = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    double row = 0;
-    for (std::int64_t j = 0; j < n; ++j) row += std::abs(pr.theta(i, j));
-    theta_norm = std::max(theta_norm, row);
-  }
+  const double theta_norm = theta->max_abs_row_sum();
   const double floor_estimate = 2.2e-16 * pr.k * theta_norm;
   double best = d.residual;
   const double first_residual = d.residual;
@@ -301,6 +305,7 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
     log_debug(os.str());
   }
   Matrix<double> basis(n, 0);
+  std::vector<double> theta_diagonal;  // for the Jacobi preconditioner only
   if (options.solver == SolverKind::matrix_free && d.residual > options.tolerance) {
     const int rank = options.preconditioner_rank < 0 ? detail::automatic_preconditioner_rank(n, c)
                                                      : options.preconditioner_rank;
@@ -310,6 +315,7 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
       // Theta numerically indefinite: Jacobi still converges, only more slowly.
       log_warning(std::string("Newton-CG: no low-rank preconditioner (") + e.what() + "); using Jacobi");
     }
+    if (basis.cols() == 0) theta_diagonal = theta->diagonal();
     log_debug("Newton-CG preconditioner: " +
               (basis.cols() > 0 ? "Nystrom rank " + std::to_string(basis.cols()) : std::string("Jacobi")));
   }
@@ -328,8 +334,8 @@ FixedPointSolution solve_fixed_point(Backend& be, const FixedPointProblem& pr, c
       // lambda <= 1e-4: not kept. Eisenstat-Walker forcing (gamma 0.1 and 0.9) was worse still: 12-83
       // Newton steps instead of 7-9 at lambda 1e-2..1e-4, and no convergence in 100 at 1e-5.
       const double cg_tol = 1e-10;
-      a_new = matrix_free_step(be, *theta, pr, s, basis, cg_tol, float32_products, options.max_cg_iterations,
-                               cg_iterations);
+      a_new = matrix_free_step(be, *theta, pr, s, basis, theta_diagonal, cg_tol, float32_products,
+                               options.max_cg_iterations, cg_iterations);
     }
     Matrix<double> h_new;
     apply_k(*theta, pr, a_new.view(), h_new);

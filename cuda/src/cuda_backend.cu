@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "kernel_assembly.cuh"
+#include "kernel_product.cuh"
 #include "linear_algebra.cuh"
 #include "ntk/cuda/cuda_backend.hpp"
 #include "ntk/cuda/errors.cuh"
@@ -78,12 +79,37 @@ class CudaBackendImpl final : public CudaBackend {
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override {
     return make_device_resident(resources_, mutex_, a, what);
   }
+  // Theta assembled straight into the pool: it never crosses to the host.
+  std::unique_ptr<ResidentMatrix> resident_kernel(const KernelSpec& spec, ConstMatrixView<float> x,
+                                                  const AssemblyOptions& options, const char* what) override {
+    return resident(spec, x, options, what);
+  }
+  std::unique_ptr<ResidentMatrix> resident_kernel(const KernelSpec& spec, ConstMatrixView<double> x,
+                                                  const AssemblyOptions& options, const char* what) override {
+    return resident(spec, x, options, what);
+  }
+  std::unique_ptr<KernelProduct> make_kernel_product(const KernelSpec& spec, bool float32,
+                                                     ConstMatrixView<double> x_train,
+                                                     ConstMatrixView<double> b) override {
+    check_kernel_product_operands(x_train, b);
+    return make_device_kernel_product(resources_, mutex_, spec, float32, x_train, b);
+  }
   void normal_draws(std::uint64_t seed, MatrixView<double> out) override {
     std::lock_guard lock(mutex_);
     cuda::normal_draws(resources_, seed, out);
   }
 
  private:
+  template <class T>
+  std::unique_ptr<ResidentMatrix> resident(const KernelSpec& spec, ConstMatrixView<T> x,
+                                           const AssemblyOptions& options, const char* what) {
+    DeviceBuffer matrix;
+    {
+      std::lock_guard lock(mutex_);
+      matrix = assemble_resident_ntk(resources_, spec, x, options, what);
+    }
+    return adopt_device_resident(resources_, mutex_, std::move(matrix), x.rows);
+  }
   std::size_t resources_pool_budget() const {
     return const_cast<DeviceResources&>(resources_).pool().stats().budget;
   }

@@ -200,7 +200,160 @@ RecursionParams<T> device_params(DeviceResources& r, const HostRecursion<T>& hos
   return p;
 }
 
+// A finished tile of a symmetric kernel (rows x cols at (row0, col0), leading dimension ld; a diagonal
+// tile holds only its upper triangle) stored as float64 into the n x n row-major dst, together with its
+// mirror image: blocks of 32 x 32 through shared memory, so both the store and the transposed store
+// are coalesced.
+constexpr int kStoreEdge = 32, kStoreRows = 8;
+
+template <class T>
+__global__ void store_symmetric_tile_kernel(const T* tile, TileGeometry g, double* dst, std::int64_t n) {
+  __shared__ double block[kStoreEdge][kStoreEdge + 1];
+  const std::int64_t bi = std::int64_t(blockIdx.y) * kStoreEdge, bj = std::int64_t(blockIdx.x) * kStoreEdge;
+  for (int k = threadIdx.y; k < kStoreEdge; k += kStoreRows) {
+    const std::int64_t i = bi + k, j = bj + threadIdx.x;
+    if (i < g.rows && j < g.cols) {
+      // Below the diagonal of a diagonal tile: its mirror entry, which the recursion computed.
+      const double v = static_cast<double>((g.diagonal && j < i) ? tile[j * g.ld + i] : tile[i * g.ld + j]);
+      dst[(g.row0 + i) * n + g.col0 + j] = v;
+      block[k][threadIdx.x] = v;
+    }
+  }
+  if (g.diagonal) return;  // the whole block returns: g is uniform
+  __syncthreads();
+  for (int k = threadIdx.y; k < kStoreEdge; k += kStoreRows) {
+    const std::int64_t j = bj + k, i = bi + threadIdx.x;
+    if (i < g.rows && j < g.cols) dst[(g.col0 + j) * n + g.row0 + i] = block[threadIdx.x][k];
+  }
+}
+
+// The largest square tile edge (`start` halved while needed, down to 64) for which `buffers` square tile
+// buffers of T fit in half the pool's free budget; ResourceExhausted when even 64 does not fit.
+template <class T>
+std::int64_t fitting_tile(DeviceResources& r, std::int64_t start, int buffers) {
+  const MemoryStats mem = r.pool().stats();
+  const std::size_t available = mem.budget > mem.in_use ? mem.budget - mem.in_use : 0;
+  std::int64_t tile = start;
+  auto bytes = [&](std::int64_t t) { return std::size_t(buffers) * std::size_t(t * t) * sizeof(T); };
+  while (tile > 64 && bytes(tile) > available / 2) tile /= 2;
+  if (bytes(tile) > available) {
+    std::ostringstream os;
+    os << "device memory exhausted for kernel tiles: needs " << bytes(tile) << " bytes, " << available
+       << " available";
+    throw ResourceExhausted(os.str());
+  }
+  return tile;
+}
+
+// The host diagonal (O(N d + N L)) finds an overflowing architecture before any device work, with the
+// CPU's message: a finite diagonal bounds every entry.
+template <class T>
+void check_diagonal_on_host(const KernelSpec& spec, ConstMatrixView<T> x) {
+  std::vector<T> diag(static_cast<std::size_t>(x.rows));
+  ntk::assemble_diagonal<T>(spec, x, {std::span<T>(diag.data(), diag.size()), {}});
+}
+
 }  // namespace
+
+template <class T>
+struct DeviceNtkOperand<T>::Impl {
+  DeviceResources& r;
+  HostRecursion<T> host;
+  DeviceBuffer rule;
+  RecursionParams<T> params;
+  DeviceInputs<T> train, test;
+  Impl(DeviceResources& res, const KernelSpec& spec) : r(res), host(spec) {}
+};
+
+template <class T>
+DeviceNtkOperand<T>::DeviceNtkOperand(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x_train,
+                                      cudaStream_t stream)
+    : impl_(std::make_unique<Impl>(r, spec)) {
+  check_diagonal_on_host(spec, x_train);
+  r.activate();
+  impl_->params = device_params(r, impl_->host, impl_->rule, stream);
+  impl_->train = upload_inputs(r, impl_->params, x_train, stream);
+  features_ = x_train.cols;
+}
+
+template <class T>
+DeviceNtkOperand<T>::~DeviceNtkOperand() = default;
+
+template <class T>
+std::int64_t DeviceNtkOperand<T>::rows() const {
+  return impl_->train.rows;
+}
+
+template <class T>
+void DeviceNtkOperand<T>::set_test_block(const KernelSpec& spec, ConstMatrixView<T> x, cudaStream_t stream) {
+  check_diagonal_on_host(spec, x);
+  impl_->test = DeviceInputs<T>{};  // back to the pool first: the new block may reuse its memory
+  impl_->test = upload_inputs(impl_->r, impl_->params, x, stream);
+}
+
+template <class T>
+void DeviceNtkOperand<T>::tile(std::int64_t col0, std::int64_t cols, T* out, cudaStream_t stream) {
+  Impl& m = *impl_;
+  TileGeometry g{m.test.rows, cols, cols, 0, col0, false};
+  cublasHandle_t handle = m.r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(handle, stream));
+  gemm_abt(handle, g.rows, g.cols, features_, T(1) / static_cast<T>(features_),
+           m.test.x.template as<const T>(), m.train.x.template as<const T>() + col0 * features_, out, g.ld);
+  launch_tile(m.params, g, static_cast<T*>(nullptr), out, m.test.vars.template as<const T>(), m.test.rows,
+              m.train.vars.template as<const T>(), m.train.rows, m.test.sq.template as<const T>(), stream);
+}
+
+template <class T>
+DeviceBuffer assemble_resident_ntk(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x,
+                                   const AssemblyOptions& options, const char* what) {
+  check_kernel_input(x, "x");
+  check_diagonal_on_host(spec, x);
+  const std::int64_t n = x.rows, d = x.cols;
+  r.activate();
+  DeviceBuffer dst = r.pool().allocate(std::size_t(n) * std::size_t(n) * sizeof(double), what);
+  if (n == 0) return dst;
+  HostRecursion<T> host(spec);
+  cudaStream_t s0 = r.stream(0);
+  DeviceBuffer rule;
+  const RecursionParams<T> p = device_params(r, host, rule, s0);
+  DeviceInputs<T> in = upload_inputs(r, p, x, s0);
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s0));
+  const std::int64_t tile =
+      fitting_tile<T>(r, std::min<std::int64_t>(options.tile_rows > 0 ? options.tile_rows : 8192, n), 2);
+  DeviceBuffer tiles[2];
+  for (auto& t : tiles) t = r.pool().allocate(std::size_t(tile * tile) * sizeof(T), "kernel tile");
+  cublasHandle_t handle = r.cublas();
+  const std::int64_t tiles_per_side = (n + tile - 1) / tile;
+  int slot = 0;
+  for (std::int64_t ti = 0; ti < tiles_per_side; ++ti) {
+    for (std::int64_t tj = ti; tj < tiles_per_side; ++tj) {
+      if (options.should_stop && options.should_stop()) {
+        for (int k = 0; k < 2; ++k) NTK_CUDA_CHECK(cudaStreamSynchronize(r.stream(k)));
+        throw Cancelled("kernel assembly stopped at tile row " + std::to_string(ti + 1) + " of " +
+                        std::to_string(tiles_per_side));
+      }
+      // Work on one stream runs in order, so a slot's buffer is free again when its next tile starts.
+      cudaStream_t stream = r.stream(slot);
+      TileGeometry g{
+          std::min(tile, n - ti * tile), std::min(tile, n - tj * tile), 0, ti * tile, tj * tile, ti == tj};
+      g.ld = g.cols;
+      T* buffer = tiles[slot].as<T>();
+      NTK_CUBLAS_CHECK(cublasSetStream(handle, stream));
+      gemm_abt(handle, g.rows, g.cols, d, T(1) / static_cast<T>(d), in.x.template as<const T>() + g.row0 * d,
+               in.x.template as<const T>() + g.col0 * d, buffer, g.ld);
+      launch_tile(p, g, static_cast<T*>(nullptr), buffer, in.vars.template as<const T>(), n,
+                  in.vars.template as<const T>(), n, in.sq.template as<const T>(), stream);
+      const dim3 grid(static_cast<unsigned>((g.cols + kStoreEdge - 1) / kStoreEdge),
+                      static_cast<unsigned>((g.rows + kStoreEdge - 1) / kStoreEdge));
+      store_symmetric_tile_kernel<T>
+          <<<grid, dim3(kStoreEdge, kStoreRows), 0, stream>>>(buffer, g, dst.as<double>(), n);
+      NTK_CUDA_CHECK_LAUNCH("store_symmetric_tile_kernel");
+      slot ^= 1;
+    }
+  }
+  for (int k = 0; k < 2; ++k) NTK_CUDA_CHECK(cudaStreamSynchronize(r.stream(k)));
+  return dst;
+}
 
 template <class T>
 void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView<T> x1,
@@ -211,13 +364,8 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
   const std::int64_t n1 = x1.rows, n2 = xb.rows, d = x1.cols;
   const MatrixView<T> views[2] = {out.nngp, out.ntk};
   if (n1 == 0 || n2 == 0) return;
-  // The diagonal on the host (O(N d + N L)) finds an overflowing architecture before any device work,
-  // with the CPU's message: a finite diagonal bounds every entry.
-  {
-    std::vector<T> diag(static_cast<std::size_t>(std::max(n1, n2)));
-    ntk::assemble_diagonal<T>(spec, x1, {std::span<T>(diag.data(), n1), {}});
-    if (!symmetric) ntk::assemble_diagonal<T>(spec, xb, {std::span<T>(diag.data(), n2), {}});
-  }
+  check_diagonal_on_host(spec, x1);
+  if (!symmetric) check_diagonal_on_host(spec, xb);
 
   HostRecursion<T> host(spec);
   r.activate();
@@ -232,18 +380,9 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
 
   const int kernels = (out.nngp.empty() ? 0 : 1) + (out.ntk.empty() ? 0 : 1);
   // Tile edge: as large as the budget allows (big GEMMs run closest to peak), at most 8192.
-  std::int64_t tile =
-      std::min<std::int64_t>(options.tile_rows > 0 ? options.tile_rows : 8192, std::max(n1, n2));
-  const MemoryStats mem = r.pool().stats();
-  const std::size_t available = mem.budget > mem.in_use ? mem.budget - mem.in_use : 0;
-  auto tile_bytes = [&](std::int64_t t) { return std::size_t(2) * kernels * std::size_t(t * t) * sizeof(T); };
-  while (tile > 64 && tile_bytes(tile) > available / 2) tile /= 2;
-  if (tile_bytes(tile) > available) {
-    std::ostringstream os;
-    os << "device memory exhausted for kernel tiles: needs " << tile_bytes(tile) << " bytes, " << available
-       << " available";
-    throw ResourceExhausted(os.str());
-  }
+  const std::int64_t tile = fitting_tile<T>(
+      r, std::min<std::int64_t>(options.tile_rows > 0 ? options.tile_rows : 8192, std::max(n1, n2)),
+      2 * kernels);
   const std::int64_t tile_elems = tile * tile;
   DeviceBuffer device_tiles[2];
   for (auto& t : device_tiles) t = r.pool().allocate(kernels * tile_elems * sizeof(T), "kernel tile");
@@ -339,6 +478,14 @@ template void assemble_kernel<float>(DeviceResources&, const KernelSpec&, ConstM
 template void assemble_kernel<double>(DeviceResources&, const KernelSpec&, ConstMatrixView<double>,
                                       const ConstMatrixView<double>*, KernelOutputs<double>,
                                       const AssemblyOptions&);
+template class DeviceNtkOperand<float>;
+template class DeviceNtkOperand<double>;
+template DeviceBuffer assemble_resident_ntk<float>(DeviceResources&, const KernelSpec&,
+                                                   ConstMatrixView<float>, const AssemblyOptions&,
+                                                   const char*);
+template DeviceBuffer assemble_resident_ntk<double>(DeviceResources&, const KernelSpec&,
+                                                    ConstMatrixView<double>, const AssemblyOptions&,
+                                                    const char*);
 template void assemble_diagonal<float>(DeviceResources&, const KernelSpec&, ConstMatrixView<float>,
                                        KernelDiagonal<float>);
 template void assemble_diagonal<double>(DeviceResources&, const KernelSpec&, ConstMatrixView<double>,

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "ntk/cuda/errors.cuh"
 #include "resident_matrix.cuh"
@@ -30,6 +31,17 @@ unsigned grid_for(std::size_t count) {
   return static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 65535));
 }
 
+// sums[i] = sum_j |a_ij| for a row-major n x n matrix: one warp per row.
+__global__ void abs_row_sums_kernel(const double* a, std::int64_t n, double* sums) {
+  const std::int64_t row = (std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= n) return;
+  double acc = 0;
+  for (std::int64_t j = lane; j < n; j += 32) acc += fabs(a[row * n + j]);
+  for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+  if (lane == 0) sums[row] = acc;
+}
+
 class DeviceResidentMatrix final : public ResidentMatrix {
  public:
   DeviceResidentMatrix(DeviceResources& r, std::mutex& mutex, ConstMatrixView<double> a, const char* what)
@@ -39,6 +51,39 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     matrix_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(double), what);
     copy_to_device(matrix_.as<double>(), a, resources_.stream(0));
     NTK_CUDA_CHECK(cudaStreamSynchronize(resources_.stream(0)));
+  }
+  // Takes over an n x n row-major float64 matrix already in the pool (assembled there).
+  DeviceResidentMatrix(DeviceResources& r, std::mutex& mutex, DeviceBuffer matrix, std::int64_t n)
+      : resources_(r), mutex_(mutex), n_(n), matrix_(std::move(matrix)) {}
+
+  std::vector<double> diagonal() override {
+    std::vector<double> d(static_cast<std::size_t>(n_));
+    if (n_ == 0) return d;
+    std::lock_guard lock(mutex_);
+    resources_.activate();
+    // Column 0 of a matrix with row pitch (n + 1) elements: the diagonal.
+    NTK_CUDA_CHECK(cudaMemcpy2D(d.data(), sizeof(double), matrix_.as<double>(),
+                                (std::size_t(n_) + 1) * sizeof(double), sizeof(double), std::size_t(n_),
+                                cudaMemcpyDeviceToHost));
+    return d;
+  }
+
+  double max_abs_row_sum() override {
+    if (n_ == 0) return 0;
+    std::vector<double> sums(static_cast<std::size_t>(n_));
+    {
+      std::lock_guard lock(mutex_);
+      resources_.activate();
+      cudaStream_t s = resources_.stream(0);
+      DeviceBuffer device_sums = resources_.pool().allocate(sums.size() * sizeof(double), "row sums");
+      const unsigned blocks = static_cast<unsigned>((std::size_t(n_) * 32 + 255) / 256);
+      abs_row_sums_kernel<<<blocks, 256, 0, s>>>(matrix_.as<double>(), n_, device_sums.as<double>());
+      NTK_CUDA_CHECK_LAUNCH("abs_row_sums_kernel");
+      NTK_CUDA_CHECK(cudaMemcpyAsync(sums.data(), device_sums.as<double>(), sums.size() * sizeof(double),
+                                     cudaMemcpyDeviceToHost, s));
+      NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+    return *std::max_element(sums.begin(), sums.end());
   }
 
   std::int64_t rows() const override { return n_; }
@@ -158,6 +203,11 @@ class DeviceResidentMatrix final : public ResidentMatrix {
 };
 
 }  // namespace
+
+std::unique_ptr<ResidentMatrix> adopt_device_resident(DeviceResources& resources, std::mutex& device_mutex,
+                                                      DeviceBuffer matrix, std::int64_t n) {
+  return std::make_unique<DeviceResidentMatrix>(resources, device_mutex, std::move(matrix), n);
+}
 
 std::unique_ptr<ResidentMatrix> make_device_resident(DeviceResources& resources, std::mutex& device_mutex,
                                                      ConstMatrixView<double> a, const char* what) {

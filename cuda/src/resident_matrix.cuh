@@ -13,4 +13,8 @@ namespace ntk::cuda {
 std::unique_ptr<ResidentMatrix> make_device_resident(DeviceResources& resources, std::mutex& device_mutex,
                                                      ConstMatrixView<double> a, const char* what);
 
+// A float64 n x n row-major matrix already in the pool (Backend::resident_kernel assembles it there).
+std::unique_ptr<ResidentMatrix> adopt_device_resident(DeviceResources& resources, std::mutex& device_mutex,
+                                                      DeviceBuffer matrix, std::int64_t n);
+
 }  // namespace ntk::cuda

@@ -1,20 +1,29 @@
 #include "predict_batch.hpp"
 
-#include "wire.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
 #include "runtime.hpp"
+#include "wire.hpp"
 
 namespace ntkserver {
 
 PredictOptions predict_options(const pb::PredictRequest& r, const ntk::Model& model) {
   PredictOptions o;
   switch (r.uncertainty()) {
-    case pb::UNCERTAINTY_NONE: o.uncertainty.mode = ntk::UncertaintyMode::none; break;
-    case pb::UNCERTAINTY_EXACT: o.uncertainty.mode = ntk::UncertaintyMode::exact; break;
-    case pb::UNCERTAINTY_LINEARIZED: o.uncertainty.mode = ntk::UncertaintyMode::linearized; break;
-    case pb::UNCERTAINTY_MONTE_CARLO: o.uncertainty.mode = ntk::UncertaintyMode::monte_carlo; break;
-    default: throw ntk::InvalidArgument("uncertainty: unknown mode " + std::to_string(r.uncertainty()));
+    case pb::UNCERTAINTY_NONE:
+      o.uncertainty.mode = ntk::UncertaintyMode::none;
+      break;
+    case pb::UNCERTAINTY_EXACT:
+      o.uncertainty.mode = ntk::UncertaintyMode::exact;
+      break;
+    case pb::UNCERTAINTY_LINEARIZED:
+      o.uncertainty.mode = ntk::UncertaintyMode::linearized;
+      break;
+    case pb::UNCERTAINTY_MONTE_CARLO:
+      o.uncertainty.mode = ntk::UncertaintyMode::monte_carlo;
+      break;
+    default:
+      throw ntk::InvalidArgument("uncertainty: unknown mode " + std::to_string(r.uncertainty()));
   }
   const bool regularized = model.settings.lambda > 0;
   if (o.uncertainty.mode == ntk::UncertaintyMode::exact && regularized)
@@ -23,8 +32,9 @@ PredictOptions predict_options(const pb::PredictRequest& r, const ntk::Model& mo
   if ((o.uncertainty.mode == ntk::UncertaintyMode::linearized ||
        o.uncertainty.mode == ntk::UncertaintyMode::monte_carlo) &&
       !regularized)
-    throw ntk::FailedPrecondition("uncertainty LINEARIZED and MONTE_CARLO need a model with lambda > 0; this "
-                                  "model has lambda = 0 (use EXACT)");
+    throw ntk::FailedPrecondition(
+        "uncertainty LINEARIZED and MONTE_CARLO need a model with lambda > 0; this "
+        "model has lambda = 0 (use EXACT)");
   if (r.samples() < 0 || r.samples() > 100000) throw ntk::InvalidArgument("samples must be in [0, 100000]");
   if (r.samples() > 0) o.uncertainty.samples = r.samples();
   o.uncertainty.seed = r.seed();
@@ -39,8 +49,9 @@ void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x
                                std::to_string(model.x_train.cols()));
 }
 
-void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, ntk::ConstMatrixView<double> x,
-                   std::int64_t first_row, const PredictOptions& options, pb::PredictResponse& out) {
+void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
+                   ntk::ConstMatrixView<double> x, std::int64_t first_row, const PredictOptions& options,
+                   PredictCache& cache, pb::PredictResponse& out) {
   const std::uint64_t n = static_cast<std::uint64_t>(model.x_train.rows());
   const std::uint64_t rows = static_cast<std::uint64_t>(x.rows);
   const std::uint64_t c = static_cast<std::uint64_t>(model.num_classes);
@@ -51,7 +62,8 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, 
   out.set_rows(x.rows);
   const bool f32 = options.float32_results;
   if (!uncertain) {
-    const ntk::Prediction p = ntk::predict(backend, model, x);
+    if (!cache.product) cache.product = ntk::make_model_product(backend, model);
+    const ntk::Prediction p = ntk::predict_with(*cache.product, model, x);
     encode_matrix(p.logits.view(), f32, out.mutable_logits());
     encode_matrix(p.probs.view(), f32, out.mutable_probs());
     encode_int64_column(p.classes, out.mutable_classes());
@@ -67,7 +79,8 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model, 
   encode_matrix(u.predictive_entropy.view(), f32, out.mutable_predictive_entropy());
   encode_matrix(u.expected_entropy.view(), f32, out.mutable_expected_entropy());
   encode_matrix(u.mutual_info.view(), f32, out.mutable_mutual_info());
-  if (options.covariance && u.covariance.size()) encode_matrix(u.covariance.view(), f32, out.mutable_covariance());
+  if (options.covariance && u.covariance.size())
+    encode_matrix(u.covariance.view(), f32, out.mutable_covariance());
 }
 
 }  // namespace ntkserver

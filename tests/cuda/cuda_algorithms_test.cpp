@@ -110,6 +110,76 @@ TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
   }
 }
 
+TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel) {
+  // Sizes that are no multiple of the tiles (128 here) nor of the store kernel's 32 x 32 blocks.
+  const std::int64_t n = 301;
+  const Matrix<double> x = random_matrix(n, 29, 21);
+  Matrix<double> identity(n, n);
+  for (std::int64_t i = 0; i < n; ++i) identity(i, i) = 1;
+  ntk::AssemblyOptions small_tiles;
+  small_tiles.tile_rows = small_tiles.tile_cols = 128;
+  const std::size_t before = gpu_->memory().in_use;
+  for (bool float32 : {false, true}) {
+    Matrix<double> want(n, n);
+    std::unique_ptr<ntk::ResidentMatrix> resident;
+    if (float32) {
+      const Matrix<float> x32 = ntk::convert_matrix<float>(x.view());
+      Matrix<float> k32(n, n);
+      cpu_.kernel(relu3(), x32.view(), nullptr, {{}, k32.view()}, {});
+      for (std::size_t i = 0; i < k32.size(); ++i) want.data()[i] = k32.data()[i];
+      resident = gpu_->resident_kernel(relu3(), x32.view(), small_tiles, "Theta");
+    } else {
+      cpu_.kernel(relu3(), x.view(), nullptr, {{}, want.view()}, {});
+      resident = gpu_->resident_kernel(relu3(), x.view(), small_tiles, "Theta");
+    }
+    EXPECT_GE(gpu_->memory().in_use, before + std::size_t(n * n) * sizeof(double));
+    Matrix<double> got(n, n, std::nan(""));
+    resident->multiply(1.0, identity.view(), 0.0, got.view());  // every column of Theta
+    double scale = 0;
+    for (double v : want.storage()) scale = std::max(scale, std::abs(v));
+    const double tolerance = float32 ? 1e-4 : 1e-10;
+    EXPECT_LE(max_abs_diff(got, want), tolerance * scale) << "float32 " << float32;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < i; ++j) ASSERT_EQ(got(i, j), got(j, i)) << i << ", " << j;  // mirrored
+    const std::vector<double> diag = resident->diagonal();
+    double norm = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(diag[std::size_t(i)], want(i, i), tolerance * scale) << i;
+      double row = 0;
+      for (std::int64_t j = 0; j < n; ++j) row += std::abs(got(i, j));
+      norm = std::max(norm, row);
+    }
+    EXPECT_NEAR(resident->max_abs_row_sum(), norm, 1e-12 * norm);
+  }
+  EXPECT_EQ(gpu_->memory().in_use, before);
+}
+
+TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
+  // A 24 MiB budget forces tiles smaller than the 500 x 3000 block, so several column tiles accumulate.
+  ntk::BackendOptions small;
+  small.device_memory_budget = std::size_t(24) << 20;
+  auto gpu = ntk::cuda::make_cuda_backend(0, small);
+  const Matrix<double> train = random_matrix(3000, 17, 22), b = random_matrix(3000, 7, 23);
+  const Matrix<double> x = random_matrix(500, 17, 24);
+  for (bool float32 : {false, true}) {
+    const auto on_gpu = gpu->make_kernel_product(relu3(), float32, train.view(), b.view());
+    const auto on_cpu = cpu_.make_kernel_product(relu3(), float32, train.view(), b.view());
+    for (double beta : {0.0, -1.5}) {
+      Matrix<double> want = random_matrix(500, 7, 25), got = want;
+      if (beta == 0)
+        for (auto& v : got.storage()) v = std::nan("");
+      on_gpu->apply(x.view(), beta, got.view());
+      on_cpu->apply(x.view(), beta, want.view());
+      double scale = 0;
+      for (double v : want.storage()) scale = std::max(scale, std::abs(v));
+      EXPECT_LE(max_abs_diff(got, want), (float32 ? 1e-4 : 1e-10) * scale) << "float32 " << float32;
+    }
+    Matrix<double> wrong(500, 6);
+    EXPECT_THROW(on_gpu->apply(x.view(), 0.0, wrong.view()), ntk::InvalidArgument);
+  }
+  EXPECT_EQ(gpu->memory().in_use, 0u);
+}
+
 TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
   ntk::BackendOptions tiny;
   tiny.device_memory_budget = 1 << 20;  // 1 MiB: a 512 x 512 float64 matrix (2 MiB) does not fit

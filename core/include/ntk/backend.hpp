@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ntk/kernel_assembly.hpp"
 
@@ -28,6 +29,28 @@ class ResidentMatrix {
                                 MatrixView<double> out) {
     multiply(alpha, v, beta, out);
   }
+  // diag(A), and ||A||_inf = max_i sum_j |a_ij|: what the solvers need of A besides products (a Jacobi
+  // preconditioner, the estimate of the rounding floor).
+  virtual std::vector<double> diagonal() = 0;
+  virtual double max_abs_row_sum() = 0;
+};
+
+// Products K_ntk(x, X) B for many x with X (N x d) and B (N x m) fixed: prediction, B being a model's
+// coefficients. The CUDA backend keeps X, its layer variances and B in device memory and never moves a
+// kernel tile to the host; the default assembles K(x, X) on the host in row blocks (~64 MiB) and
+// multiplies through gemm().
+class KernelProduct {
+ public:
+  virtual ~KernelProduct() = default;
+  std::int64_t training_rows() const { return n_; }
+  // out (x.rows x m) = K_ntk(x, X) B + beta out. Throws InvalidArgument for a wrong x (NaN, Inf, column
+  // count) or out shape, Cancelled when options.should_stop says so between blocks.
+  virtual void apply(ConstMatrixView<double> x, double beta, MatrixView<double> out,
+                     const AssemblyOptions& options = {}) = 0;
+
+ protected:
+  explicit KernelProduct(std::int64_t n) : n_(n) {}
+  std::int64_t n_;
 };
 
 class Backend {
@@ -64,12 +87,35 @@ class Backend {
   // own memory copy it there (and may fall back to the default when it does not fit).
   virtual std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what);
 
+  // The NTK Theta = K_ntk(x, x) (N x N), computed in T and kept in float64 where this backend computes, for
+  // solvers that only multiply with it (Newton-CG, the gradient flow). The default assembles it on the
+  // host through kernel() and keeps that copy; the CUDA backend assembles it in device memory and never
+  // copies it to the host (at N = 50k that is 20 GB each way saved).
+  virtual std::unique_ptr<ResidentMatrix> resident_kernel(const KernelSpec& spec, ConstMatrixView<float> x,
+                                                          const AssemblyOptions& options, const char* what);
+  virtual std::unique_ptr<ResidentMatrix> resident_kernel(const KernelSpec& spec, ConstMatrixView<double> x,
+                                                          const AssemblyOptions& options, const char* what);
+
+  // K_ntk(., x_train) b for repeated test blocks (KernelProduct), computed in float32 when `float32` (the
+  // inputs rounded, as kernel<float>()) and in float64 otherwise; b is float64 either way. x_train and b
+  // must outlive the result (the default keeps views; the CUDA backend copies them to the device).
+  virtual std::unique_ptr<KernelProduct> make_kernel_product(const KernelSpec& spec, bool float32,
+                                                             ConstMatrixView<double> x_train,
+                                                             ConstMatrixView<double> b);
+
   // Fills `out` (row by row) with independent standard normal draws determined by `seed` alone: the same
   // numbers for the same seed on the same backend. The default (the CPU's) is std::mt19937_64 with
   // std::normal_distribution; the CUDA backend draws on the device with cuRAND's Philox4x32-10. The
   // backends' numbers differ; their law does not.
   virtual void normal_draws(std::uint64_t seed, MatrixView<double> out);
 };
+
+// The checks every KernelProduct runs, with the messages all backends share: b has one row per training
+// input and the training inputs are finite; a test block has the training inputs' columns and `out` is
+// x.rows x m. Throw InvalidArgument.
+void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixView<double> b);
+void check_kernel_product_shapes(ConstMatrixView<double> x, MatrixView<double> out, std::int64_t features,
+                                 std::int64_t m);
 
 struct BackendOptions {
   int threads = 0;                       // CPU worker threads; 0 = all hardware threads

@@ -3,6 +3,7 @@
 // the hardware only through the Backend.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "ntk/backend.hpp"
@@ -33,13 +34,26 @@ struct Prediction {
   std::vector<std::int64_t> classes;
 };
 
-// The mean predictor for x (T x d), computed in row tiles so Theta(x, X) is never held whole. f0_test
-// (T x C) is required exactly when the model was fitted with f0.
+// The mean predictor for x (T x d) through Backend::make_kernel_product, so Theta(x, X) is never held
+// whole (tile_rows > 0 also splits x into calls of that many rows). f0_test (T x C) is required exactly
+// when the model was fitted with f0.
 Prediction predict(Backend& backend, const Model& model, ConstMatrixView<double> x,
                    std::int64_t tile_rows = 0, ConstMatrixView<double> f0_test = {});
+
+// The kernel product behind predict() (K_ntk(., X) coefficients in the model's dtype), for callers that
+// predict many blocks with one model on one backend (the server's batches): on the CUDA backend X and
+// the coefficients then go to the device once. It refers to the model, which must outlive it.
+std::unique_ptr<KernelProduct> make_model_product(Backend& backend, const Model& model);
+Prediction predict_with(KernelProduct& product, const Model& model, ConstMatrixView<double> x,
+                        std::int64_t tile_rows = 0, ConstMatrixView<double> f0_test = {});
 
 // Theta(x, X) or K(x, X) (NNGP) of the model's spec in its dtype, as float64.
 Matrix<double> model_kernel(Backend& backend, const Model& model, ConstMatrixView<double> x1,
                             const ConstMatrixView<double>* x2, KernelSelection which);
+
+// Theta(x, x) of the model's spec in its dtype, kept where the backend computes (Backend::resident_kernel).
+std::unique_ptr<ResidentMatrix> resident_training_kernel(Backend& backend, const Model& model,
+                                                         ConstMatrixView<double> x,
+                                                         const AssemblyOptions& options = {});
 
 }  // namespace ntk

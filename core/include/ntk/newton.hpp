@@ -22,6 +22,9 @@ struct FixedPointProblem {
   double k = 0;                   // 1 / (N lambda)
   ConstMatrixView<double> y;      // N x C targets
   ConstMatrixView<double> f0;     // N x C initial outputs; empty = 0 (the deterministic predictor)
+  // Theta where the backend keeps it (Backend::resident_kernel). When set, the matrix-free solver
+  // multiplies through it and `theta` may be empty (the direct solver needs `theta`).
+  ResidentMatrix* resident = nullptr;
 };
 
 struct NewtonOptions {

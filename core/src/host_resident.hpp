@@ -1,0 +1,17 @@
+#pragma once
+// Helpers of the host-side ResidentMatrix implementations (the Backend default and the CPU backend's).
+#include <memory>
+#include <vector>
+
+#include "ntk/backend.hpp"
+#include "ntk/matrix.hpp"
+
+namespace ntk::detail {
+
+std::vector<double> diagonal_of(ConstMatrixView<double> a);
+double max_abs_row_sum_of(ConstMatrixView<double> a);
+
+// `a` moved into the result, which multiplies through backend.make_resident(a).
+std::unique_ptr<ResidentMatrix> own_resident(Backend& backend, Matrix<double> a, const char* what);
+
+}  // namespace ntk::detail

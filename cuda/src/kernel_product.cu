@@ -1,0 +1,157 @@
+// Backend::make_kernel_product on the device: X, its layer variances and B uploaded once; per test block
+// the NTK tiles K(x, X[c0 : c0 + tc]) are computed (cuBLAS GEMM + the fused recursion) and multiplied
+// into the block's output by DGEMM right there, so only x and the x.rows x m result cross PCIe.
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+#include "kernel_assembly.cuh"
+#include "kernel_product.cuh"
+#include "ntk/cuda/errors.cuh"
+
+namespace ntk::cuda {
+namespace {
+
+__global__ void widen_kernel(const float* in, std::size_t count, double* out) {
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = static_cast<double>(in[i]);
+}
+
+template <class T>
+class DeviceKernelProduct final : public KernelProduct {
+ public:
+  DeviceKernelProduct(DeviceResources& r, std::mutex& mutex, const KernelSpec& spec,
+                      ConstMatrixView<T> x_train, ConstMatrixView<double> b)
+      : KernelProduct(x_train.rows), r_(r), mutex_(mutex), spec_(spec), features_(x_train.cols), m_(b.cols) {
+    std::lock_guard lock(mutex_);
+    r_.activate();
+    cudaStream_t s = r_.stream(0);
+    operand_ = std::make_unique<DeviceNtkOperand<T>>(r_, spec_, x_train, s);
+    b_ = r_.pool().allocate(std::max<std::size_t>(1, std::size_t(n_) * std::size_t(m_)) * sizeof(double),
+                            "kernel product right-hand side");
+    if (n_ && m_)
+      NTK_CUDA_CHECK(cudaMemcpy2DAsync(b_.as<double>(), std::size_t(m_) * sizeof(double), b.data,
+                                       std::size_t(b.ld) * sizeof(double), std::size_t(m_) * sizeof(double),
+                                       std::size_t(n_), cudaMemcpyHostToDevice, s));
+    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
+  void apply(ConstMatrixView<double> x, double beta, MatrixView<double> out,
+             const AssemblyOptions& options) override {
+    check_kernel_product_shapes(x, out, features_, m_);
+    check_kernel_input(x, "x");
+    if (x.rows == 0 || m_ == 0) return;
+    if (n_ == 0) {
+      for (std::int64_t i = 0; i < out.rows; ++i)
+        for (std::int64_t j = 0; j < out.cols; ++j) out(i, j) = beta == 0 ? 0.0 : beta * out(i, j);
+      return;
+    }
+    Matrix<T> converted;
+    if constexpr (!std::is_same_v<T, double>) converted = convert_matrix<T>(x);
+    std::lock_guard lock(mutex_);
+    r_.activate();
+    cudaStream_t s = r_.stream(0);
+    const auto [block_rows, block_cols] = block_shape(x.rows);
+    DeviceBuffer tile =
+        r_.pool().allocate(std::size_t(block_rows * block_cols) * sizeof(T), "kernel product tile");
+    DeviceBuffer wide;
+    if constexpr (!std::is_same_v<T, double>)
+      wide = r_.pool().allocate(std::size_t(block_rows * block_cols) * sizeof(double),
+                                "kernel product tile (float64)");
+    DeviceBuffer result =
+        r_.pool().allocate(std::size_t(block_rows * m_) * sizeof(double), "kernel product result");
+    cublasHandle_t handle = r_.cublas();
+    for (std::int64_t r0 = 0; r0 < x.rows; r0 += block_rows) {
+      const std::int64_t rows = std::min(block_rows, x.rows - r0);
+      if constexpr (std::is_same_v<T, double>)
+        operand_->set_test_block(spec_, x.block(r0, 0, rows, x.cols), s);
+      else
+        operand_->set_test_block(spec_, converted.view().block(r0, 0, rows, x.cols), s);
+      double* c = result.as<double>();
+      const std::size_t row_bytes = std::size_t(m_) * sizeof(double);
+      if (beta != 0)
+        NTK_CUDA_CHECK(cudaMemcpy2DAsync(c, row_bytes, out.row(r0), std::size_t(out.ld) * sizeof(double),
+                                         row_bytes, std::size_t(rows), cudaMemcpyHostToDevice, s));
+      double accumulate = beta;
+      for (std::int64_t c0 = 0; c0 < n_; c0 += block_cols) {
+        if (options.should_stop && options.should_stop()) {
+          NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+          throw Cancelled("kernel product stopped at row " + std::to_string(r0) + " of " +
+                          std::to_string(x.rows));
+        }
+        const std::int64_t cols = std::min(block_cols, n_ - c0);
+        operand_->tile(c0, cols, tile.as<T>(), s);
+        const double* k = nullptr;
+        if constexpr (std::is_same_v<T, double>) {
+          k = tile.as<double>();
+        } else {
+          const std::size_t count = std::size_t(rows * cols);
+          widen_kernel<<<static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 65535)), 256, 0,
+                         s>>>(tile.as<float>(), count, wide.as<double>());
+          NTK_CUDA_CHECK_LAUNCH("widen_kernel");
+          k = wide.as<double>();
+        }
+        // Row-major result (rows x m) += K (rows x cols) B[c0 :] (cols x m); column-major:
+        // result^T = B^T K^T.
+        const double one = 1.0;
+        NTK_CUBLAS_CHECK(cublasSetStream(handle, s));
+        NTK_CUBLAS_CHECK(cublasDgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, int(m_), int(rows), int(cols), &one,
+                                     b_.as<double>() + c0 * m_, int(m_), k, int(cols), &accumulate, c,
+                                     int(m_)));
+        accumulate = 1.0;
+      }
+      NTK_CUDA_CHECK(cudaMemcpy2DAsync(out.row(r0), std::size_t(out.ld) * sizeof(double), c, row_bytes,
+                                       row_bytes, std::size_t(rows), cudaMemcpyDeviceToHost, s));
+      NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+  }
+
+ private:
+  // Test rows x training columns per tile: up to 4096 x 8192, halved while the tile (and its float64 copy,
+  // for float32) would take more than half the free budget.
+  std::pair<std::int64_t, std::int64_t> block_shape(std::int64_t test_rows) const {
+    std::int64_t rows = std::min<std::int64_t>(test_rows, 4096), cols = std::min<std::int64_t>(n_, 8192);
+    const std::size_t per_entry = sizeof(T) + (std::is_same_v<T, double> ? 0 : sizeof(double));
+    const MemoryStats mem = r_.pool().stats();
+    const std::size_t available = mem.budget > mem.in_use ? mem.budget - mem.in_use : 0;
+    auto bytes = [&] {
+      return std::size_t(rows * cols) * per_entry + std::size_t(rows * m_) * sizeof(double);
+    };
+    while (bytes() > available / 2 && (rows > 64 || cols > 64)) {
+      if (cols >= rows && cols > 64)
+        cols = (cols + 1) / 2;
+      else
+        rows = (rows + 1) / 2;
+    }
+    if (bytes() > available) {
+      std::ostringstream os;
+      os << "device memory exhausted for the kernel product: needs " << bytes() << " bytes, " << available
+         << " available";
+      throw ResourceExhausted(os.str());
+    }
+    return {rows, cols};
+  }
+
+  DeviceResources& r_;
+  std::mutex& mutex_;
+  KernelSpec spec_;
+  std::int64_t features_, m_;
+  std::unique_ptr<DeviceNtkOperand<T>> operand_;
+  DeviceBuffer b_;
+};
+
+}  // namespace
+
+std::unique_ptr<KernelProduct> make_device_kernel_product(DeviceResources& resources,
+                                                          std::mutex& device_mutex, const KernelSpec& spec,
+                                                          bool float32, ConstMatrixView<double> x_train,
+                                                          ConstMatrixView<double> b) {
+  if (float32) {
+    const Matrix<float> x32 = convert_matrix<float>(x_train);
+    return std::make_unique<DeviceKernelProduct<float>>(resources, device_mutex, spec, x32.view(), b);
+  }
+  return std::make_unique<DeviceKernelProduct<double>>(resources, device_mutex, spec, x_train, b);
+}
+
+}  // namespace ntk::cuda
