@@ -27,6 +27,7 @@ void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x
 // Declare it after the backend lease and reset it when the call switches models.
 struct PredictCache {
   std::unique_ptr<ntk::KernelProduct> product;
+  std::shared_ptr<ntk::UncertaintyContext> uncertainty;  // the uncertainty mode's per-model work
 };
 
 // Reserves the batch's working memory, computes and encodes it (row_offset is left to the caller).

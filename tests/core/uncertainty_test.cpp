@@ -7,6 +7,7 @@
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
+#include "ntk/sample_math.hpp"
 #include "ntk/uncertainty.hpp"
 #include "test_data.hpp"
 
@@ -59,6 +60,118 @@ TEST_F(UncertaintyTest, LinearizedMatchesMonteCarloAtSmallInitScale) {
       EXPECT_NEAR(m.logit_var(i, c) / var, 1.0, 0.25) << i << "," << c;
       EXPECT_NEAR(m.mean_logits(i, c), g.mean_logits(i, c), 4 * std::sqrt(var / 600) + 0.05 * std::sqrt(var));
     }
+}
+
+// Solves a x = b in place (b: n x m, row-major) by Gaussian elimination with partial pivoting.
+void dense_solve(std::vector<double> a, std::vector<double>& b, int n, int m) {
+  for (int col = 0; col < n; ++col) {
+    int pivot = col;
+    for (int r = col + 1; r < n; ++r)
+      if (std::abs(a[r * n + col]) > std::abs(a[pivot * n + col])) pivot = r;
+    for (int k = 0; k < n; ++k) std::swap(a[col * n + k], a[pivot * n + k]);
+    for (int k = 0; k < m; ++k) std::swap(b[col * m + k], b[pivot * m + k]);
+    for (int r = col + 1; r < n; ++r) {
+      const double f = a[r * n + col] / a[col * n + col];
+      for (int k = col; k < n; ++k) a[r * n + k] -= f * a[col * n + k];
+      for (int k = 0; k < m; ++k) b[r * m + k] -= f * b[col * m + k];
+    }
+  }
+  for (int col = n - 1; col >= 0; --col)
+    for (int k = 0; k < m; ++k) {
+      double v = b[col * m + k];
+      for (int j = col + 1; j < n; ++j) v -= a[col * n + j] * b[j * m + k];
+      b[col * m + k] = v / a[col * n + col];
+    }
+}
+
+TEST_F(UncertaintyTest, LinearizedCovarianceIsTheDeltaMethodOfTheFixedPoint) {
+  // Independent dense reference (index (i, c) -> i C + c): at the fixed point a = Y - softmax(K a) with
+  // K = k Theta (x) I, a perturbation df0 of f0(X) moves a by -(I + W K)^-1 W df0, so
+  // df(x*) = df0(x*) - G df0(X), G = k (Theta(x*, X) (x) I) (I + W K)^-1 W, and with f0 ~ GP(0, NNGP (x) I)
+  // Cov f(x*) = k(x*, x*) I - G k_X* - k_*X G^T + G (K_XX (x) I) G^T.
+  const int n = 18, c = 3, t = 4, nc = n * c;
+  const auto x = random_inputs(n, 5, 31), xt = random_inputs(t, 5, 32);
+  const auto targets = ntk::targets_from_labels(random_labels(n, c, 33), c, 0.0);
+  ntk::FitSettings s;
+  s.lambda = 0.05;
+  s.tolerance = 1e-13;
+  const ntk::KernelSpec spec = small_init_spec(1.0);
+  const auto model = ntk::fit_classifier(cpu_, spec, x.view(), targets, s);
+  ASSERT_TRUE(model.diagnostics.converged) << model.diagnostics.message;
+  ntk::UncertaintyOptions lin;
+  lin.mode = ntk::UncertaintyMode::linearized;
+  const auto got = ntk::predict_uncertainty(cpu_, model, xt.view(), lin);
+
+  Matrix<double> theta(n, n), k_xx(n, n), theta_sx(t, n), k_sx(t, n);
+  cpu_.kernel(spec, x.view(), nullptr, {k_xx.view(), theta.view()}, {});
+  const ntk::ConstMatrixView<double> xv = x.view();
+  cpu_.kernel(spec, xt.view(), &xv, {k_sx.view(), theta_sx.view()}, {});
+  std::vector<double> k_ss(t);
+  cpu_.kernel_diagonal(spec, xt.view(), {std::span<double>(k_ss), {}}, {});
+  const double k = 1.0 / (n * s.lambda);
+  std::vector<double> w(nc * nc, 0.0), system(nc * nc, 0.0);
+  for (int i = 0; i < n; ++i) {
+    std::vector<double> p(c);
+    ntk::sample::softmax(model.train_logits.row_data(i), c, p.data());
+    for (int a = 0; a < c; ++a)
+      for (int b = 0; b < c; ++b) w[(i * c + a) * nc + i * c + b] = (a == b ? p[a] : 0.0) - p[a] * p[b];
+  }
+  for (int r = 0; r < nc; ++r)  // I + W K
+    for (int q = 0; q < nc; ++q) {
+      double v = r == q ? 1.0 : 0.0;
+      for (int j = 0; j < n; ++j) v += w[r * nc + j * c + q % c] * k * theta(j, q / c);
+      system[r * nc + q] = v;
+    }
+  std::vector<double> sol = w;  // (I + W K)^-1 W
+  dense_solve(system, sol, nc, nc);
+  for (int sidx = 0; sidx < t; ++sidx) {
+    std::vector<double> g(c * nc, 0.0);  // G for this test point
+    for (int a = 0; a < c; ++a)
+      for (int q = 0; q < nc; ++q)
+        for (int j = 0; j < n; ++j) g[a * nc + q] += k * theta_sx(sidx, j) * sol[(j * c + a) * nc + q];
+    for (int a = 0; a < c; ++a)
+      for (int b = 0; b < c; ++b) {
+        double v = a == b ? k_ss[sidx] : 0.0;
+        for (int j = 0; j < n; ++j)
+          v -= g[a * nc + j * c + b] * k_sx(sidx, j) + g[b * nc + j * c + a] * k_sx(sidx, j);
+        for (int d = 0; d < c; ++d)
+          for (int j = 0; j < n; ++j)
+            for (int r = 0; r < n; ++r) v += g[a * nc + j * c + d] * k_xx(j, r) * g[b * nc + r * c + d];
+        EXPECT_NEAR(got.covariance(sidx, a * c + b), v, 1e-10 * (1 + std::abs(v))) << sidx << " " << a << b;
+      }
+  }
+}
+
+TEST_F(UncertaintyTest, AContextIsReusedAcrossBlocksAndFollowsTheOptions) {
+  const auto x = random_inputs(40, 5, 41), xt = random_inputs(10, 5, 42);
+  const auto targets = ntk::targets_from_labels(random_labels(40, 3, 43), 3, 0.0);
+  ntk::FitSettings s;
+  s.lambda = 0.01;
+  const auto model = ntk::fit_classifier(cpu_, small_init_spec(1.0), x.view(), targets, s);
+  for (auto mode : {ntk::UncertaintyMode::linearized, ntk::UncertaintyMode::monte_carlo}) {
+    ntk::UncertaintyOptions o;
+    o.mode = mode;
+    o.samples = 20;
+    o.seed = 5;
+    const auto whole = ntk::predict_uncertainty(cpu_, model, xt.view(), o);
+    auto context = ntk::make_uncertainty_context();
+    Matrix<double> var(10, 3);
+    for (std::int64_t r0 = 0; r0 < 10; r0 += 4) {
+      const std::int64_t rows = std::min<std::int64_t>(4, 10 - r0);
+      o.first_row = r0;
+      const auto part =
+          ntk::predict_uncertainty(cpu_, model, xt.view().block(r0, 0, rows, 5), o, context.get());
+      for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t q = 0; q < 3; ++q) var(r0 + i, q) = part.logit_var(i, q);
+    }
+    EXPECT_LE(max_abs_diff(var, whole.logit_var), 1e-12) << ntk::uncertainty_mode_name(mode);
+    // Another seed must not reuse the first seed's samples.
+    o.first_row = 0;
+    o.seed = 6;
+    const auto reseeded = ntk::predict_uncertainty(cpu_, model, xt.view(), o, context.get());
+    const auto fresh = ntk::predict_uncertainty(cpu_, model, xt.view(), o);
+    EXPECT_LE(max_abs_diff(reseeded.logit_var, fresh.logit_var), 1e-12) << ntk::uncertainty_mode_name(mode);
+  }
 }
 
 TEST_F(UncertaintyTest, ExactGaussianMatchesSampling) {

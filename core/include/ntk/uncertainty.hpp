@@ -8,6 +8,7 @@
 //               (or closed form) solved per sample warm-started from the mean; seeded.
 // Probabilities from a Gaussian: Monte Carlo over it with a fixed seed (probability_samples draws).
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "ntk/backend.hpp"
@@ -42,10 +43,19 @@ struct UncertaintyResult {
   std::vector<std::int64_t> classes;  // argmax of mean probs
 };
 
+// What a mode computes once per model before any test point (the training NNGP; the GPML factors and
+// sum_c E_c K E_c for linearized; the NNGP factor and every sample's trained coefficients for Monte
+// Carlo). A caller that predicts many blocks with one model, one backend and the same options passes one
+// context to every call; it is filled by the first and reused while mode, seed and samples stay the same.
+// Not thread-safe; it belongs to the model it was first used with.
+struct UncertaintyContext;
+std::shared_ptr<UncertaintyContext> make_uncertainty_context();
+
 // Throws InvalidArgument when the mode does not apply to the model (exact needs lambda = 0,
 // linearized needs lambda > 0) or for models fitted with f0 (their uncertainty is over f0 itself).
 UncertaintyResult predict_uncertainty(Backend& backend, const Model& model, ConstMatrixView<double> x,
-                                      const UncertaintyOptions& options);
+                                      const UncertaintyOptions& options,
+                                      UncertaintyContext* context = nullptr);
 
 // Mean probabilities and entropies of softmax(mean + L z), z ~ N(0, I), from `draws` seeded draws;
 // `cov` is a C x C covariance (row-major). Exposed for tests.
