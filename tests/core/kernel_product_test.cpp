@@ -17,20 +17,10 @@ namespace {
 
 using ntk::Matrix;
 
-ntk::KernelSpec relu3() {
-  ntk::KernelSpec s;
-  s.depth = 3;
-  s.w_std = 1.5;
-  s.b_std = 0.1;
-  return s;
-}
+ntk::KernelSpec relu3() { return ntk::testing::relu_spec(3); }
 
 Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
-  Matrix<double> m(rows, cols);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : m.storage()) v = normal(rng);
-  return m;
+  return ntk::testing::random_inputs(rows, cols, seed);
 }
 
 class KernelProductTest : public ::testing::Test {

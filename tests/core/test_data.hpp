@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "ntk/kernel_spec.hpp"
 #include "ntk/matrix.hpp"
 
 namespace ntk::testing {
@@ -16,6 +17,15 @@ inline Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_
   std::normal_distribution<double> normal;
   for (auto& v : x.storage()) v = normal(rng);
   return x;
+}
+
+// A depth-`depth` ReLU network with W_std 1.5, b_std 0.1 (the benchmarks' architecture).
+inline KernelSpec relu_spec(int depth = 3) {
+  KernelSpec s;
+  s.depth = depth;
+  s.w_std = 1.5;
+  s.b_std = 0.1;
+  return s;
 }
 
 inline std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t classes, std::uint64_t seed) {
