@@ -413,7 +413,9 @@ TEST(AssemblyProperties, SinkExceptionReachesTheCaller) {
     // 7 x 7 tiles: with one worker the rest are skipped; with two, how many the other worker delivers
     // before it sees the failure depends on the scheduler (a loaded machine ran them all once), so only
     // the error is checked there.
-    if (threads == 1) EXPECT_EQ(calls, 3);
+    if (threads == 1) {
+      EXPECT_EQ(calls, 3);
+    }
   }
 }
 

@@ -199,8 +199,10 @@ int remote_upload(ntkclient::Client& client, Args& args) {
   if (labels && targets) throw ntk::InvalidArgument("give at most one of --labels and --targets");
   const bool tty = ::isatty(2) && !quiet;
   auto info = client.upload_npy(name, x, labels, targets, classes.value_or(0), [&](const ntkclient::UploadProgress& p) {
-    if (tty) std::fprintf(stderr, "\rupload %s: %5.1f%% of %.1f MiB", name.c_str(), 100.0 * p.sent / std::max<std::int64_t>(p.total, 1),
-                          p.total / 1048576.0);
+    if (tty)
+      std::fprintf(stderr, "\rupload %s: %5.1f%% of %.1f MiB", name.c_str(),
+                   100.0 * static_cast<double>(p.sent) / static_cast<double>(std::max<std::int64_t>(p.total, 1)),
+                   static_cast<double>(p.total) / 1048576.0);
   });
   if (tty) std::fputc('\n', stderr);
   if (json) {
