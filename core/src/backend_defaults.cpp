@@ -74,48 +74,6 @@ class HostResidentMatrix final : public ResidentMatrix {
   ConstMatrixView<double> a_;
 };
 
-// K(x, X) B by row blocks of ~64 MiB of kernel, each assembled by kernel() and multiplied by gemm().
-class HostKernelProduct final : public KernelProduct {
- public:
-  HostKernelProduct(Backend& backend, const KernelSpec& spec, bool float32, ConstMatrixView<double> x_train,
-                    ConstMatrixView<double> b)
-      : KernelProduct(x_train.rows), backend_(backend), spec_(spec), x_train_(x_train), b_(b) {
-    if (float32) x_train_f32_ = convert_matrix<float>(x_train);
-    float32_ = float32;
-  }
-
-  void apply(ConstMatrixView<double> x, double beta, MatrixView<double> out,
-             const AssemblyOptions& options) override {
-    check_kernel_product_shapes(x, out, x_train_.cols, b_.cols);
-    const std::int64_t block =
-        std::max<std::int64_t>(1, (std::int64_t(8) << 20) / std::max<std::int64_t>(n_, 1));
-    Matrix<double> k;
-    Matrix<float> k32;
-    for (std::int64_t r0 = 0; r0 < x.rows; r0 += block) {
-      const std::int64_t rows = std::min(block, x.rows - r0);
-      if (k.rows() != rows) k = Matrix<double>(rows, n_);
-      const ConstMatrixView<double> xb = x.block(r0, 0, rows, x.cols);
-      if (float32_) {
-        if (k32.rows() != rows) k32 = Matrix<float>(rows, n_);
-        const Matrix<float> xb32 = convert_matrix<float>(xb);
-        const ConstMatrixView<float> train = x_train_f32_.view();
-        backend_.kernel(spec_, xb32.view(), &train, {{}, k32.view()}, options);
-        for (std::size_t i = 0; i < k.size(); ++i) k.data()[i] = k32.data()[i];
-      } else {
-        backend_.kernel(spec_, xb, &x_train_, {{}, k.view()}, options);
-      }
-      backend_.gemm(false, false, 1.0, k.view(), b_, beta, out.block(r0, 0, rows, out.cols));
-    }
-  }
-
- private:
-  Backend& backend_;
-  KernelSpec spec_;
-  ConstMatrixView<double> x_train_, b_;
-  Matrix<float> x_train_f32_;
-  bool float32_ = false;
-};
-
 template <class T>
 std::unique_ptr<ResidentMatrix> host_resident_kernel(Backend& be, const KernelSpec& spec,
                                                      ConstMatrixView<T> x, const AssemblyOptions& options,
@@ -159,13 +117,6 @@ std::unique_ptr<ResidentMatrix> Backend::resident_kernel(const KernelSpec& spec,
 std::unique_ptr<ResidentMatrix> Backend::resident_kernel(const KernelSpec& spec, ConstMatrixView<double> x,
                                                          const AssemblyOptions& options, const char* what) {
   return host_resident_kernel(*this, spec, x, options, what);
-}
-
-std::unique_ptr<KernelProduct> Backend::make_kernel_product(const KernelSpec& spec, bool float32,
-                                                            ConstMatrixView<double> x_train,
-                                                            ConstMatrixView<double> b) {
-  check_kernel_product_operands(x_train, b);
-  return std::make_unique<HostKernelProduct>(*this, spec, float32, x_train, b);
 }
 
 void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixView<double> b) {

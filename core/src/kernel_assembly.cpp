@@ -99,7 +99,9 @@ struct Prepared {
   bool symmetric = false;
   std::vector<T> sq1;
   std::vector<T> row_vars;  // n1 x depth
-  std::vector<T> col_vars;  // depth x n2
+  std::vector<T> col_vars;  // depth x n2 (unless x2 came prepared: then `columns` points to its own)
+  const std::vector<T>* columns = nullptr;
+  const T* column_variances() const { return columns ? columns->data() : col_vars.data(); }
 };
 
 template <class T>
@@ -173,7 +175,7 @@ void compute_tile(const Prepared<T>& prep, const TileLocation& loc, T* nngp, std
                            nngp_ld,
                            ntk_ld,
                            prep.row_vars.data() + loc.row0 * p.depth,
-                           prep.col_vars.data() + loc.col0,
+                           prep.column_variances() + loc.col0,
                            prep.x2.rows,
                            diagonal_tile,
                            scratch};
@@ -197,7 +199,8 @@ void check_output(const MatrixView<T>& v, std::int64_t rows, std::int64_t cols, 
 
 void stop_if_asked(const AssemblyOptions& o, std::int64_t tile, std::size_t tiles) {
   if (o.should_stop && o.should_stop())
-    throw Cancelled("kernel assembly stopped at tile " + std::to_string(tile + 1) + " of " + std::to_string(tiles));
+    throw Cancelled("kernel assembly stopped at tile " + std::to_string(tile + 1) + " of " +
+                    std::to_string(tiles));
 }
 
 int thread_count(const AssemblyOptions& o) {
@@ -236,15 +239,12 @@ void check_kernel_request(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2, c
   check_output(out.ntk, x1.rows, n2, "ntk");
 }
 
+namespace {
+
+// The tile loop of assemble_kernel, on inputs already prepared.
 template <class T>
-void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
-                     KernelOutputs<T> out, const AssemblyOptions& options) {
-  check_kernel_request(x1, x2, out);
-  check_tile_option(options.tile_rows, "tile_rows");
-  check_tile_option(options.tile_cols, "tile_cols");
-  Prepared<T> prep(spec);
-  prepare(prep, x1, x2);
-  const std::int64_t n1 = x1.rows, n2 = prep.x2.rows;
+void assemble_prepared(const Prepared<T>& prep, KernelOutputs<T> out, const AssemblyOptions& options) {
+  const std::int64_t n1 = prep.x1.rows, n2 = prep.x2.rows;
   if (n1 == 0 || n2 == 0) return;
 
   std::int64_t tr = options.tile_rows ? options.tile_rows : kDefaultTile;
@@ -274,6 +274,56 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
                                    v.row(loc.col0) + loc.row0, v.ld);
     }
   });
+}
+
+}  // namespace
+
+template <class T>
+void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
+                     KernelOutputs<T> out, const AssemblyOptions& options) {
+  check_kernel_request(x1, x2, out);
+  check_tile_option(options.tile_rows, "tile_rows");
+  check_tile_option(options.tile_cols, "tile_cols");
+  Prepared<T> prep(spec);
+  prepare(prep, x1, x2);
+  assemble_prepared(prep, out, options);
+}
+
+template <class T>
+PreparedColumns<T>::PreparedColumns(const KernelSpec& spec, ConstMatrixView<T> x2) : spec_(spec), x_(x2) {
+  check_kernel_input(x2, "x2");
+  HostRecursion<T> recursion(spec);
+  const RecursionParams<T>& p = recursion.params();
+  std::vector<T> point_major;
+  diagonal_recursion(p, scaled_squared_norms(x2), point_major, static_cast<T*>(nullptr),
+                     static_cast<T*>(nullptr), "x2");
+  vars_ = layer_major(point_major, x2.rows, p.depth);
+}
+
+template <class T>
+void assemble_kernel(ConstMatrixView<T> x1, const PreparedColumns<T>& x2, KernelOutputs<T> out,
+                     const AssemblyOptions& options) {
+  const ConstMatrixView<T> xv = x2.x();
+  if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
+  check_kernel_input(x1, "x1");
+  if (xv.cols != x1.cols) {
+    std::ostringstream os;
+    os << "feature dimensions differ: x1 has " << x1.cols << " columns, x2 has " << xv.cols;
+    throw InvalidArgument(os.str());
+  }
+  check_output(out.nngp, x1.rows, xv.rows, "nngp");
+  check_output(out.ntk, x1.rows, xv.rows, "ntk");
+  check_tile_option(options.tile_rows, "tile_rows");
+  check_tile_option(options.tile_cols, "tile_cols");
+  Prepared<T> prep(x2.spec());
+  const RecursionParams<T>& p = prep.recursion.params();
+  prep.x1 = x1;
+  prep.x2 = xv;
+  prep.symmetric = false;
+  prep.sq1 = scaled_squared_norms(x1);
+  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr), "x1");
+  prep.columns = &x2.layer_variances();
+  assemble_prepared(prep, out, options);
 }
 
 template <class T>
@@ -381,7 +431,10 @@ std::string kernel_isa() {
   template void assemble_diagonal<T>(const KernelSpec&, ConstMatrixView<T>, KernelDiagonal<T>,             \
                                      const AssemblyOptions&);                                              \
   template void assemble_kernel_tiles<T>(const KernelSpec&, ConstMatrixView<T>, const ConstMatrixView<T>*, \
-                                         KernelSelection, const TileSink<T>&, const AssemblyOptions&);
+                                         KernelSelection, const TileSink<T>&, const AssemblyOptions&);     \
+  template class PreparedColumns<T>;                                                                       \
+  template void assemble_kernel<T>(ConstMatrixView<T>, const PreparedColumns<T>&, KernelOutputs<T>,        \
+                                   const AssemblyOptions&);
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)
 #undef NTK_INSTANTIATE

@@ -79,7 +79,10 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
   out.set_rows(x.rows);
   const bool f32 = options.float32_results;
   if (!uncertain) {
-    if (!cache.product) cache.product = ntk::make_model_product(backend, model);
+    if (!cache.product)
+      cache.product = cache.model
+                          ? rt.products.get(backend, cache.model)
+                          : std::shared_ptr<ntk::KernelProduct>(ntk::make_model_product(backend, model));
     const ntk::Prediction p = ntk::predict_with(*cache.product, model, x);
     encode_matrix(p.logits.view(), f32, out.mutable_logits());
     encode_matrix(p.probs.view(), f32, out.mutable_probs());

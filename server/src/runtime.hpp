@@ -17,6 +17,7 @@
 #include "metrics.hpp"
 #include "ntk/backend.hpp"
 #include "options.hpp"
+#include "product_cache.hpp"
 #include "status.hpp"
 #include "store.hpp"
 
@@ -29,7 +30,8 @@ class BackendPool {
   BackendPool(const std::string& name, const ntk::BackendOptions& options, int slots);
   class Lease {
    public:
-    Lease(BackendPool& pool, std::unique_ptr<ntk::Backend> backend) : pool_(&pool), backend_(std::move(backend)) {}
+    Lease(BackendPool& pool, std::unique_ptr<ntk::Backend> backend)
+        : pool_(&pool), backend_(std::move(backend)) {}
     Lease(Lease&&) = default;
     ~Lease();
     ntk::Backend& operator*() const { return *backend_; }
@@ -58,6 +60,7 @@ struct Runtime {
   ServerOptions options;
   TokenStore tokens;
   BackendPool backends;
+  ProductCache products;  // after backends: its device memory goes back before they are destroyed
   MemoryBudget budget;
   Store store;
   Metrics metrics;
@@ -96,7 +99,8 @@ class Call {
 grpc::Status authenticate(Call& call);
 
 template <class Body>
-grpc::Status handle(Runtime& runtime, grpc::ServerContext* context, const char* method, Body&& body) noexcept {
+grpc::Status handle(Runtime& runtime, grpc::ServerContext* context, const char* method,
+                    Body&& body) noexcept {
   Call call(runtime, context, method);
   grpc::Status status = authenticate(call);
   if (!status.ok()) return call.finish(status);

@@ -10,6 +10,7 @@
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
+#include "ntk/kernel_assembly.hpp"
 #include "ntk/targets.hpp"
 #include "test_data.hpp"
 
@@ -17,7 +18,9 @@ namespace {
 
 using ntk::Matrix;
 
-ntk::KernelSpec relu3() { return ntk::testing::relu_spec(3); }
+ntk::KernelSpec relu3() {
+  return ntk::testing::relu_spec(3);
+}
 
 Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
   return ntk::testing::random_inputs(rows, cols, seed);
@@ -103,6 +106,29 @@ TEST_F(KernelProductTest, BlocksDoNotChangeTheResult) {
   for (std::int64_t r0 = 0; r0 < 1000; r0 += 250)
     product->apply(x.view().block(r0, 0, 250, 3), 0.0, parts.view().block(r0, 0, 250, 2));
   EXPECT_LE(ntk::testing::max_abs_diff(whole, parts), 1e-12);
+}
+
+TEST_F(KernelProductTest, PreparedColumnsGiveTheSameKernelBitForBit) {
+  const auto x1 = random_matrix(70, 11, 18), x2 = random_matrix(300, 11, 19);
+  for (int depth : {1, 3}) {
+    const ntk::KernelSpec spec = ntk::testing::relu_spec(depth);
+    Matrix<double> plain_nngp(70, 300), plain_ntk(70, 300), nngp(70, 300), ntk_(70, 300);
+    const ntk::ConstMatrixView<double> x2v = x2.view();
+    ntk::assemble_kernel<double>(spec, x1.view(), &x2v, {plain_nngp.view(), plain_ntk.view()});
+    const ntk::PreparedColumns<double> columns(spec, x2.view());
+    ntk::AssemblyOptions small_tiles;
+    small_tiles.tile_rows = small_tiles.tile_cols = 64;
+    ntk::assemble_kernel<double>(x1.view(), columns, {nngp.view(), ntk_.view()}, small_tiles);
+    EXPECT_EQ(ntk::testing::max_abs_diff(nngp, plain_nngp), 0.0) << depth;
+    EXPECT_EQ(ntk::testing::max_abs_diff(ntk_, plain_ntk), 0.0) << depth;
+  }
+  auto bad = x2;
+  bad(299, 10) = std::nan("");
+  EXPECT_THROW(ntk::PreparedColumns<double>(relu3(), bad.view()), ntk::InvalidArgument);
+  const ntk::PreparedColumns<double> columns(relu3(), x2.view());
+  const auto narrow = random_matrix(5, 10, 20);
+  Matrix<double> out(5, 300);
+  EXPECT_THROW(ntk::assemble_kernel<double>(narrow.view(), columns, {{}, out.view()}), ntk::InvalidArgument);
 }
 
 TEST_F(KernelProductTest, BadInputsAreNamed) {

@@ -10,8 +10,12 @@
 #include "dataset_codec.hpp"
 #include "files.hpp"
 #include "memory_budget.hpp"
+#include "ntk/classifier.hpp"
+#include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
+#include "ntk/targets.hpp"
 #include "options.hpp"
+#include "product_cache.hpp"
 #include "server/server_process.hpp"
 #include "status.hpp"
 
@@ -37,8 +41,8 @@ TEST(Options, FlagsOverrideEnvironmentOverrideTheConfigFile) {
   setenv("NTK_SERVER_WORKERS", "5", 1);
   const ServerOptions o = load_options({"--config", dir + "/server.yaml", "--listen", "127.0.0.1:7001"});
   unsetenv("NTK_SERVER_WORKERS");
-  EXPECT_EQ(o.listen, "127.0.0.1:7001");     // flag
-  EXPECT_EQ(o.workers, 5);                   // environment over the file
+  EXPECT_EQ(o.listen, "127.0.0.1:7001");         // flag
+  EXPECT_EQ(o.workers, 5);                       // environment over the file
   EXPECT_EQ(o.memory_budget_bytes, 2ull << 30);  // file
   EXPECT_EQ(o.backend, "cpu");
   EXPECT_EQ(o.tls.cert_file, "/c.pem");
@@ -120,7 +124,8 @@ TEST(MemoryBudget, ReservationsAreExactAndReleaseOnDestruction) {
 }
 
 TEST(Names, PathsNeverComeFromRequestsUnchecked) {
-  for (const char* bad : {"", "../x", "a/b", ".hidden", "a b", "ä", "-x"}) EXPECT_FALSE(valid_dataset_name(bad)) << bad;
+  for (const char* bad : {"", "../x", "a/b", ".hidden", "a b", "ä", "-x"})
+    EXPECT_FALSE(valid_dataset_name(bad)) << bad;
   for (const char* good : {"digits", "a.b-c_d", "X9"}) EXPECT_TRUE(valid_dataset_name(good)) << good;
   EXPECT_FALSE(valid_dataset_name(std::string(129, 'a')));
   EXPECT_TRUE(valid_model_id("m-0123456789abcdef"));
@@ -196,3 +201,48 @@ TEST(DurableFiles, WritesAreAtomicAndLeftoversAreSwept) {
 }
 
 }  // namespace
+
+namespace {
+
+std::shared_ptr<const ntk::Model> tiny_model(ntk::Backend& be, std::uint64_t seed) {
+  ntk::Matrix<double> x(30, 4);
+  std::uint64_t state = seed;
+  for (auto& v : x.storage())
+    v = double((state = state * 6364136223846793005ULL + 1) >> 40) / double(1 << 24);
+  std::vector<std::int64_t> labels(30);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = std::int64_t(i % 3);
+  ntk::FitSettings s;
+  s.lambda = 1e-2;
+  ntk::KernelSpec spec;
+  spec.depth = 2;
+  return std::make_shared<const ntk::Model>(
+      ntk::fit_classifier(be, spec, x.view(), ntk::targets_from_labels(labels, 3, 0.0), s));
+}
+
+}  // namespace
+
+TEST(ProductCache, ReusedPerBackendAndModelDroppedWithTheModelAndBounded) {
+  ntk::CpuBackend a, b;
+  ntkserver::ProductCache cache(2);
+  auto m1 = tiny_model(a, 1), m2 = tiny_model(a, 2), m3 = tiny_model(a, 3);
+  const auto p1 = cache.get(a, m1);
+  EXPECT_EQ(cache.get(a, m1), p1);  // reused across calls
+  EXPECT_NE(cache.get(b, m1), p1);  // another backend instance has its own
+  EXPECT_EQ(cache.size(), 2u);
+  // Its predictions are the model's.
+  ntk::Matrix<double> xt(3, 4, 0.25);
+  const auto direct = ntk::predict(a, *m1, xt.view());
+  const auto cached = ntk::predict_with(*p1, *m1, xt.view());
+  for (std::size_t i = 0; i < direct.logits.size(); ++i)
+    EXPECT_EQ(direct.logits.data()[i], cached.logits.data()[i]);
+  // At most two per backend: the least recently used goes.
+  (void)cache.get(a, m2);
+  (void)cache.get(a, m1);
+  (void)cache.get(a, m3);       // evicts m2's
+  EXPECT_EQ(cache.size(), 3u);  // a: m1, m3; b: m1
+  EXPECT_EQ(cache.get(a, m1), p1);
+  // A model that is gone takes its entries with it at the next lookup.
+  m1.reset();
+  (void)cache.get(a, m3);
+  EXPECT_EQ(cache.size(), 1u);
+}

@@ -37,8 +37,8 @@ class ResidentMatrix {
 
 // Products K_ntk(x, X) B for many x with X (N x d) and B (N x m) fixed: prediction, B being a model's
 // coefficients. The CUDA backend keeps X, its layer variances and B in device memory and never moves a
-// kernel tile to the host; the default assembles K(x, X) on the host in row blocks (~64 MiB) and
-// multiplies through gemm().
+// kernel tile to the host; the CPU backend prepares X once and assembles K(x, X) in row blocks (~64 MiB)
+// multiplied through gemm().
 class KernelProduct {
  public:
   virtual ~KernelProduct() = default;
@@ -98,10 +98,10 @@ class Backend {
 
   // K_ntk(., x_train) b for repeated test blocks (KernelProduct), computed in float32 when `float32` (the
   // inputs rounded, as kernel<float>()) and in float64 otherwise; b is float64 either way. x_train and b
-  // must outlive the result (the default keeps views; the CUDA backend copies them to the device).
+  // must outlive the result (the CPU backend keeps views; the CUDA backend copies them to the device).
   virtual std::unique_ptr<KernelProduct> make_kernel_product(const KernelSpec& spec, bool float32,
                                                              ConstMatrixView<double> x_train,
-                                                             ConstMatrixView<double> b);
+                                                             ConstMatrixView<double> b) = 0;
 
   // Fills `out` (row by row) with independent standard normal draws determined by `seed` alone: the same
   // numbers for the same seed on the same backend. The default (the CPU's) is std::mt19937_64 with

@@ -26,6 +26,10 @@ class CpuBackend final : public Backend {
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override;
   // Keeps a view of `a`; thin products (<= 32 columns) bypass the BLAS (cpu_resident_matrix.cpp).
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override;
+  // The training inputs prepared once (cpu_kernel_product.cpp).
+  std::unique_ptr<KernelProduct> make_kernel_product(const KernelSpec& spec, bool float32,
+                                                     ConstMatrixView<double> x_train,
+                                                     ConstMatrixView<double> b) override;
 
  private:
   AssemblyOptions with_threads(const AssemblyOptions& options) const;

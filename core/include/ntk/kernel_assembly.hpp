@@ -6,6 +6,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ntk/kernel_spec.hpp"
 #include "ntk/matrix.hpp"
@@ -51,6 +52,28 @@ void check_kernel_request(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2, c
 template <class T>
 void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2,
                      KernelOutputs<T> out, const AssemblyOptions& options = {});
+
+// x2 checked and its layer variances computed once, for repeated K(x1, x2) against many x1 (prediction
+// against a training set: without it every call re-scans and re-norms all of x2). Refers to x2's memory,
+// which must outlive it.
+template <class T>
+class PreparedColumns {
+ public:
+  PreparedColumns(const KernelSpec& spec, ConstMatrixView<T> x2);
+  const KernelSpec& spec() const { return spec_; }
+  ConstMatrixView<T> x() const { return x_; }
+  const std::vector<T>& layer_variances() const { return vars_; }  // depth x rows, layer-major
+
+ private:
+  KernelSpec spec_;
+  ConstMatrixView<T> x_;
+  std::vector<T> vars_;
+};
+
+// assemble_kernel(spec, x1, &x2, out, options) with x2 prepared; the same values bit for bit.
+template <class T>
+void assemble_kernel(ConstMatrixView<T> x1, const PreparedColumns<T>& x2, KernelOutputs<T> out,
+                     const AssemblyOptions& options = {});
 
 // K(x, x) for every row of x, without forming the matrix.
 template <class T>

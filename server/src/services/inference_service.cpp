@@ -207,6 +207,7 @@ grpc::Status InferenceServiceImpl::ModelInfer(grpc::ServerContext* ctx, const in
 
     auto backend = rt_.backends.acquire([&] { call.check_alive(); });
     PredictCache cache;
+    cache.model = model;
     pb::PredictResponse result;
     predict_batch(rt_, *backend, *model, x.view(), 0, options, cache, result);
     response->set_model_name(request->model_name());

@@ -46,6 +46,7 @@ grpc::Status PredictServiceImpl::Predict(grpc::ServerContext* ctx, const pb::Pre
     if (batch > 1 << 20) throw ntk::InvalidArgument("batch_rows must be <= 1048576");
     auto backend = rt_.backends.acquire([&] { call.check_alive(); });
     PredictCache cache;  // after the lease: released before it
+    cache.model = model;
     for (std::int64_t offset = 0; offset < in.x.rows; offset += batch) {
       call.check_alive();
       const std::int64_t rows = std::min(batch, in.x.rows - offset);
@@ -74,6 +75,7 @@ grpc::Status PredictServiceImpl::PredictStream(
       if (!request.model_id().empty() && request.model_id() != model_id) {
         cache = {};  // it refers to the previous model
         model = rt_.store.model(call.tenant(), request.model_id());
+        cache.model = model;
         model_id = request.model_id();
       }
       if (!model) throw ntk::InvalidArgument("PredictStream: the first request must name model_id");
