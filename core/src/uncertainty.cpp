@@ -381,14 +381,7 @@ void prepare(Backend& be, const Model& m, const UncertaintyOptions& o, Uncertain
   ctx.ready = true;
 }
 
-}  // namespace
-
-std::shared_ptr<UncertaintyContext> make_uncertainty_context() {
-  return std::make_shared<UncertaintyContext>();
-}
-
-UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixView<double> x,
-                                      const UncertaintyOptions& o, UncertaintyContext* context) {
+void check_mode(const Model& m, const UncertaintyOptions& o) {
   if (o.samples < 1 || o.probability_samples < 1) throw InvalidArgument("sample counts must be >= 1");
   const bool regularized = m.settings.lambda > 0;
   if (o.mode == UncertaintyMode::exact && regularized)
@@ -401,6 +394,23 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
         "this model was fitted with a given f0; uncertainty over initialization needs the "
         "deterministic fit (f0 = 0)");
   if (!regularized && m.theta_factor.size() == 0) throw InvalidArgument("the model has no kernel factor");
+}
+
+}  // namespace
+
+std::shared_ptr<UncertaintyContext> make_uncertainty_context() {
+  return std::make_shared<UncertaintyContext>();
+}
+
+void prepare_uncertainty(Backend& be, const Model& m, const UncertaintyOptions& o, UncertaintyContext& ctx) {
+  check_mode(m, o);
+  if (o.mode != UncertaintyMode::none) prepare(be, m, o, ctx);
+}
+
+UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixView<double> x,
+                                      const UncertaintyOptions& o, UncertaintyContext* context) {
+  check_mode(m, o);
+  const bool regularized = m.settings.lambda > 0;
   const std::int64_t t = x.rows, c = m.num_classes;
   UncertaintyResult out;
   out.logit_var = Matrix<double>(t, c, 0.0);

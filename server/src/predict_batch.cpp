@@ -57,23 +57,9 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
   const std::uint64_t c = static_cast<std::uint64_t>(model.num_classes);
   const bool uncertain = options.uncertainty.mode != ntk::UncertaintyMode::none;
   // Two kernels against the training set per test row (NNGP and NTK), twice more under uncertainty, plus
-  // what the uncertainty mode holds for the whole call (PredictCache::uncertainty): linearized the C GPML
-  // factors, M, Q and the training NNGP and NTK (C + 4 matrices of N x N); exact the NNGP; Monte Carlo the
-  // NNGP factor, Theta while the samples are trained, and two N x C matrices per sample.
-  std::uint64_t per_call = 0;
-  switch (options.uncertainty.mode) {
-    case ntk::UncertaintyMode::linearized:
-      per_call = 8 * (c + 4) * n * n;
-      break;
-    case ntk::UncertaintyMode::exact:
-      per_call = 8 * n * n;
-      break;
-    case ntk::UncertaintyMode::monte_carlo:
-      per_call = 8 * (2 * n * n + 2 * static_cast<std::uint64_t>(options.uncertainty.samples) * n * c);
-      break;
-    case ntk::UncertaintyMode::none:
-      break;
-  }
+  // the uncertainty mode's per-model work when it is not in Runtime::uncertainty_contexts (which reserves
+  // its own).
+  const std::uint64_t per_call = cache.model ? 0 : uncertainty_context_bytes(n, c, options.uncertainty);
   const std::uint64_t need = 8 * rows * (n * (uncertain ? 4 : 2) + 8 * c + c * c) + per_call;
   Reservation memory = rt.budget.reserve(need, "prediction of " + std::to_string(rows) + " rows");
   out.set_rows(x.rows);
@@ -91,7 +77,9 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
   }
   ntk::UncertaintyOptions uncertainty = options.uncertainty;
   uncertainty.first_row = first_row;
-  if (!cache.uncertainty) cache.uncertainty = ntk::make_uncertainty_context();
+  if (!cache.uncertainty)
+    cache.uncertainty = cache.model ? rt.uncertainty_contexts.get(backend, cache.model, uncertainty)
+                                    : ntk::make_uncertainty_context();
   const ntk::UncertaintyResult u =
       ntk::predict_uncertainty(backend, model, x, uncertainty, cache.uncertainty.get());
   encode_matrix(u.mean_logits.view(), f32, out.mutable_logits());

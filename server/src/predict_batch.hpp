@@ -22,9 +22,9 @@ struct PredictOptions {
 // Checks the mode against the model (exact needs lambda = 0, linearized and mc lambda > 0).
 PredictOptions predict_options(const pb::PredictRequest& request, const ntk::Model& model);
 void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x);
-// What the batches of one call reuse: the model's kernel product on the call's backend (from
-// Runtime::products, so it also outlives the call) and the uncertainty mode's per-model work. Declare it
-// after the backend lease and reset it when the call switches models.
+// What the batches of one call reuse: the model's kernel product on the call's backend and the
+// uncertainty mode's per-model work, both from Runtime's caches when `model` is set (so they also outlive
+// the call). Declare it after the backend lease and reset it when the call switches models.
 struct PredictCache {
   std::shared_ptr<const ntk::Model> model;  // set by the caller: the product comes from Runtime::products
   std::shared_ptr<ntk::KernelProduct> product;

@@ -16,11 +16,21 @@ std::string json_escape(const std::string& s) {
   out.reserve(s.size() + 8);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -37,12 +47,13 @@ std::string json_escape(const std::string& s) {
 std::string utc_now() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
 
@@ -109,16 +120,25 @@ Runtime::Runtime(const ServerOptions& o)
       budget(o.memory_budget_bytes ? o.memory_budget_bytes : default_host_budget()),
       store(o.data_dir, budget, o.evict_idle_datasets),
       metrics(o.metrics) {
-  budget.set_reclaimer([this](std::uint64_t missing) { return store.reclaim(missing); });
+  // Idle datasets and models first (they reload from disk quickly), then idle uncertainty contexts
+  // (seconds to recompute).
+  budget.set_reclaimer([this](std::uint64_t missing) {
+    std::uint64_t freed = store.reclaim(missing);
+    if (freed < missing) freed += uncertainty_contexts.reclaim(missing - freed);
+    return freed;
+  });
 }
 
 void Runtime::refresh_gauges() {
   metrics.set_state(static_cast<double>(budget.in_use()), static_cast<double>(budget.total()),
                     static_cast<double>(budget.peak()), static_cast<double>(store.dataset_count()),
-                    static_cast<double>(store.model_count()), jobs ? jobs->queued() : 0, jobs ? jobs->running() : 0);
+                    static_cast<double>(store.model_count()), jobs ? jobs->queued() : 0,
+                    jobs ? jobs->running() : 0);
 }
 
-std::string Runtime::new_model_id() { return "m-" + random_hex(16); }
+std::string Runtime::new_model_id() {
+  return "m-" + random_hex(16);
+}
 
 Call::Call(Runtime& runtime, grpc::ServerContext* context, const char* method)
     : runtime_(runtime), context_(context), method_(method) {
@@ -150,12 +170,16 @@ grpc::Status Call::finish(grpc::Status status) {
   runtime_.metrics.record_request(method_, code, seconds);
   runtime_.refresh_gauges();
   const bool failed = !status.ok();
-  const ntk::LogLevel level = failed && status.error_code() == grpc::StatusCode::INTERNAL ? ntk::LogLevel::error
-                              : failed                                                    ? ntk::LogLevel::info
-                                                                                          : ntk::LogLevel::debug;
+  const ntk::LogLevel level = failed && status.error_code() == grpc::StatusCode::INTERNAL
+                                  ? ntk::LogLevel::error
+                              : failed ? ntk::LogLevel::info
+                                       : ntk::LogLevel::debug;
   if (level >= ntk::log_level()) {
     std::ostringstream line;
-    line << "{\"time\":\"" << utc_now() << "\",\"level\":\"" << (level == ntk::LogLevel::error ? "error" : level == ntk::LogLevel::info ? "info" : "debug")
+    line << "{\"time\":\"" << utc_now() << "\",\"level\":\""
+         << (level == ntk::LogLevel::error  ? "error"
+             : level == ntk::LogLevel::info ? "info"
+                                            : "debug")
          << "\",\"request_id\":\"" << json_escape(request_id_) << "\",\"method\":\"" << method_
          << "\",\"tenant\":\"" << json_escape(tenant_) << "\",\"peer\":\"" << json_escape(context_->peer())
          << "\",\"code\":\"" << code << "\",\"ms\":" << seconds * 1e3;

@@ -20,6 +20,7 @@
 #include "product_cache.hpp"
 #include "status.hpp"
 #include "store.hpp"
+#include "uncertainty_cache.hpp"
 
 namespace ntkserver {
 
@@ -63,6 +64,7 @@ struct Runtime {
   ProductCache products;  // after backends: its device memory goes back before they are destroyed
   MemoryBudget budget;
   Store store;
+  UncertaintyCache uncertainty_contexts{budget};  // after budget: its reservations go back first
   Metrics metrics;
   std::unique_ptr<JobQueue> jobs;
   std::atomic<bool> draining{false};

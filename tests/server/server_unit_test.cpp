@@ -14,10 +14,12 @@
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/targets.hpp"
+#include "ntk/uncertainty.hpp"
 #include "options.hpp"
 #include "product_cache.hpp"
 #include "server/server_process.hpp"
 #include "status.hpp"
+#include "uncertainty_cache.hpp"
 
 namespace {
 
@@ -245,4 +247,49 @@ TEST(ProductCache, ReusedPerBackendAndModelDroppedWithTheModelAndBounded) {
   m1.reset();
   (void)cache.get(a, m3);
   EXPECT_EQ(cache.size(), 1u);
+}
+
+TEST(UncertaintyCache, SharedAcrossCallsReservedAndGivenBackWhenIdle) {
+  ntk::CpuBackend cpu;
+  ntkserver::MemoryBudget budget(std::uint64_t(1) << 30);
+  ntkserver::UncertaintyCache cache(budget, 3);
+  auto model = tiny_model(cpu, 4);
+  ntk::UncertaintyOptions lin;
+  lin.mode = ntk::UncertaintyMode::linearized;
+  const std::uint64_t lin_bytes = ntkserver::uncertainty_context_bytes(30, 3, lin);
+  auto first = cache.get(cpu, model, lin);
+  EXPECT_EQ(budget.in_use(), lin_bytes);
+  EXPECT_EQ(cache.get(cpu, model, lin), first);  // a later call reuses it
+  ntk::UncertaintyOptions mc;
+  mc.mode = ntk::UncertaintyMode::monte_carlo;
+  mc.samples = 5;
+  mc.seed = 1;
+  const ntk::UncertaintyContext* mc1 = cache.get(cpu, model, mc).get();  // not held after the "call"
+  mc.seed = 2;
+  const ntk::UncertaintyContext* mc2 = cache.get(cpu, model, mc).get();
+  EXPECT_NE(mc1, mc2);  // Monte Carlo contexts are per seed
+  EXPECT_EQ(cache.size(), 3u);
+  // The cached context gives the uncached result.
+  ntk::Matrix<double> xt(4, 4, 0.5);
+  const auto plain = ntk::predict_uncertainty(cpu, *model, xt.view(), lin);
+  const auto cached = ntk::predict_uncertainty(cpu, *model, xt.view(), lin, first.get());
+  for (std::size_t i = 0; i < plain.logit_var.size(); ++i)
+    EXPECT_EQ(plain.logit_var.data()[i], cached.logit_var.data()[i]);
+  // The budget reclaims idle contexts only: `first` is still held by a "call".
+  const std::uint64_t before = budget.in_use();
+  EXPECT_EQ(cache.reclaim(before), before - lin_bytes);
+  EXPECT_EQ(budget.in_use(), lin_bytes);
+  EXPECT_EQ(cache.size(), 1u);
+  // A model that is gone takes its contexts with it.
+  first.reset();
+  model.reset();
+  auto other = tiny_model(cpu, 5);
+  (void)cache.get(cpu, other, lin);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(budget.in_use(), lin_bytes);
+  // A mode that does not fit the model is an error, and nothing stays reserved.
+  ntk::UncertaintyOptions exact;
+  exact.mode = ntk::UncertaintyMode::exact;
+  EXPECT_THROW(cache.get(cpu, other, exact), ntk::InvalidArgument);
+  EXPECT_EQ(budget.in_use(), lin_bytes);
 }

@@ -47,9 +47,14 @@ struct UncertaintyResult {
 // sum_c E_c K E_c for linearized; the NNGP factor and every sample's trained coefficients for Monte
 // Carlo). A caller that predicts many blocks with one model, one backend and the same options passes one
 // context to every call; it is filled by the first and reused while mode, seed and samples stay the same.
-// Not thread-safe; it belongs to the model it was first used with.
+// It belongs to the model it was first used with.
 struct UncertaintyContext;
 std::shared_ptr<UncertaintyContext> make_uncertainty_context();
+// Fills `context` for options' mode (and seed and samples) now, as the first predict_uncertainty() with it
+// would. Once filled, predict_uncertainty() only reads it, so calls with the same options may share it
+// from several threads. Throws like predict_uncertainty() when the mode does not apply to the model.
+void prepare_uncertainty(Backend& backend, const Model& model, const UncertaintyOptions& options,
+                         UncertaintyContext& context);
 
 // Throws InvalidArgument when the mode does not apply to the model (exact needs lambda = 0,
 // linearized needs lambda > 0) or for models fitted with f0 (their uncertainty is over f0 itself).

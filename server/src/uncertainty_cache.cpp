@@ -1,0 +1,102 @@
+#include "uncertainty_cache.hpp"
+
+#include <algorithm>
+
+namespace ntkserver {
+
+std::uint64_t uncertainty_context_bytes(std::uint64_t n, std::uint64_t c, const ntk::UncertaintyOptions& o) {
+  switch (o.mode) {
+    case ntk::UncertaintyMode::linearized:  // C factors E_c, M, Q, K_XX and Theta while preparing
+      return 8 * (c + 4) * n * n;
+    case ntk::UncertaintyMode::exact:  // K_XX
+      return 8 * n * n;
+    case ntk::UncertaintyMode::monte_carlo:  // the NNGP factor, Theta while preparing, z and c per sample
+      return 8 * (2 * n * n + 2 * static_cast<std::uint64_t>(std::max(o.samples, 0)) * n * c);
+    case ntk::UncertaintyMode::none:
+      return 0;
+  }
+  return 0;
+}
+
+bool UncertaintyCache::matches(const Entry& e, const std::shared_ptr<const ntk::Model>& model,
+                               const ntk::UncertaintyOptions& o) const {
+  if (e.model != model.get() || e.mode != o.mode || e.alive.lock() != model) return false;
+  return o.mode != ntk::UncertaintyMode::monte_carlo || (e.seed == o.seed && e.samples == o.samples);
+}
+
+std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& backend,
+                                                               const std::shared_ptr<const ntk::Model>& model,
+                                                               const ntk::UncertaintyOptions& options) {
+  // Destroyed after the lock below is released (declared before it): giving a reservation back takes the
+  // budget's lock.
+  std::vector<Entry> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->alive.expired()) {
+        dropped.push_back(std::move(*it));
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (Entry& e : entries_)
+      if (matches(e, model, options)) {
+        e.used = ++clock_;
+        return e.context;
+      }
+  }
+  dropped.clear();
+  // Reserve, then prepare, both outside the lock: reserving may make the budget reclaim (this cache
+  // included), and preparing takes seconds. Two calls may prepare the same context at once; the second to
+  // finish uses the first one's.
+  Reservation memory =
+      budget_.reserve(uncertainty_context_bytes(static_cast<std::uint64_t>(model->x_train.rows()),
+                                                static_cast<std::uint64_t>(model->num_classes), options),
+                      std::string("uncertainty (") + ntk::uncertainty_mode_name(options.mode) +
+                          ") of a model of " + std::to_string(model->x_train.rows()) + " training points");
+  std::shared_ptr<ntk::UncertaintyContext> context = ntk::make_uncertainty_context();
+  ntk::prepare_uncertainty(backend, *model, options, *context);
+  std::lock_guard lock(mutex_);
+  for (Entry& e : entries_)
+    if (matches(e, model, options)) {  // prepared meanwhile by another call: `memory` goes back at return
+      e.used = ++clock_;
+      return e.context;
+    }
+  if (entries_.size() >= capacity_) {
+    auto oldest = std::min_element(entries_.begin(), entries_.end(),
+                                   [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    dropped.push_back(std::move(*oldest));
+    entries_.erase(oldest);
+  }
+  entries_.push_back(Entry{model.get(), model, options.mode, options.seed, options.samples, context,
+                           std::move(memory), ++clock_});
+  return context;
+}
+
+std::uint64_t UncertaintyCache::reclaim(std::uint64_t missing) {
+  std::vector<Entry> dropped;
+  std::uint64_t freed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    std::sort(entries_.begin(), entries_.end(),
+              [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    for (auto it = entries_.begin(); it != entries_.end() && freed < missing;) {
+      if (it->context.use_count() == 1) {  // no call holds it
+        freed += it->memory.bytes();
+        dropped.push_back(std::move(*it));
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return freed;  // `dropped` gives the bytes back as it goes out of scope, outside the lock
+}
+
+std::size_t UncertaintyCache::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+}  // namespace ntkserver

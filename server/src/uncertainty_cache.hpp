@@ -1,0 +1,60 @@
+#pragma once
+// The uncertainty modes' per-model work (ntk::UncertaintyContext: linearized C + 4 matrices of N x N,
+// Monte Carlo the NNGP factor and every sample's trained coefficients) kept across calls, so that a client
+// sending many small uncertainty requests pays it once. Each entry holds a reservation of the memory
+// budget for its size; idle entries (in use by no call) are given back when the budget needs room and
+// when their model is gone, and beyond `capacity` the least recently used goes. A filled context is only
+// read, so calls share it.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "memory_budget.hpp"
+#include "ntk/backend.hpp"
+#include "ntk/model.hpp"
+#include "ntk/uncertainty.hpp"
+
+namespace ntkserver {
+
+// Bytes a context of this mode holds for a model of n training points and c classes (with what its
+// preparation holds for a while: Theta).
+std::uint64_t uncertainty_context_bytes(std::uint64_t n, std::uint64_t c,
+                                        const ntk::UncertaintyOptions& options);
+
+class UncertaintyCache {
+ public:
+  UncertaintyCache(MemoryBudget& budget, std::size_t capacity = 8) : budget_(budget), capacity_(capacity) {}
+  // The context of `model` for options' mode (Monte Carlo: and seed and sample count), prepared on
+  // `backend` when there is none (reserving its memory first: ResourceExhausted when it does not fit).
+  // The context is filled: callers only read it (through ntk::predict_uncertainty).
+  std::shared_ptr<ntk::UncertaintyContext> get(ntk::Backend& backend,
+                                               const std::shared_ptr<const ntk::Model>& model,
+                                               const ntk::UncertaintyOptions& options);
+  // Drops idle entries, oldest first, until `missing` bytes are given back; returns the bytes given back.
+  std::uint64_t reclaim(std::uint64_t missing);
+  std::size_t size() const;
+
+ private:
+  struct Entry {
+    const ntk::Model* model;
+    std::weak_ptr<const ntk::Model> alive;
+    ntk::UncertaintyMode mode;
+    std::uint64_t seed;
+    int samples;
+    std::shared_ptr<ntk::UncertaintyContext> context;
+    Reservation memory;
+    std::uint64_t used;
+  };
+  bool matches(const Entry& e, const std::shared_ptr<const ntk::Model>& model,
+               const ntk::UncertaintyOptions& options) const;
+  MemoryBudget& budget_;
+  std::size_t capacity_;
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+  std::uint64_t clock_ = 0;
+};
+
+}  // namespace ntkserver
