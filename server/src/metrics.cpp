@@ -6,7 +6,8 @@ namespace ntkserver {
 
 namespace {
 prometheus::Histogram::BucketBoundaries latency_buckets() {
-  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+          0.25,   0.5,     1,      2.5,   5,      10,    30,   60,    300};
 }
 }  // namespace
 
@@ -20,12 +21,16 @@ Metrics::Metrics(const std::string& address)
                    .Name("ntkserve_request_duration_seconds")
                    .Help("RPC latency by method, from the first byte to the status")
                    .Register(*registry_)),
-      fits_(prometheus::BuildCounter().Name("ntkserve_fits_total").Help("Fit jobs finished, by outcome").Register(*registry_)),
+      fits_(prometheus::BuildCounter()
+                .Name("ntkserve_fits_total")
+                .Help("Fit jobs finished, by outcome")
+                .Register(*registry_)),
       fit_seconds_(prometheus::BuildHistogram()
                        .Name("ntkserve_fit_duration_seconds")
                        .Help("Wall time of fit jobs (kernel, Newton, saving)")
                        .Register(*registry_)
-                       .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200})),
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60,
+                                                                        300, 1800, 7200})),
       fit_steps_(prometheus::BuildHistogram()
                      .Name("ntkserve_fit_newton_steps")
                      .Help("Newton steps per fit")
@@ -51,8 +56,23 @@ Metrics::Metrics(const std::string& address)
                        .Help("Largest reservation total since start")
                        .Register(*registry_)
                        .Add({})),
-      datasets_(prometheus::BuildGauge().Name("ntkserve_datasets").Help("Stored datasets").Register(*registry_).Add({})),
-      models_(prometheus::BuildGauge().Name("ntkserve_models").Help("Stored models").Register(*registry_).Add({})),
+      uncertainty_cache_bytes_(
+          prometheus::BuildGauge()
+              .Name("ntkserve_uncertainty_cache_bytes")
+              .Help("Bytes of the memory budget held by cached uncertainty contexts (reclaimed "
+                    "when idle and the budget needs room)")
+              .Register(*registry_)
+              .Add({})),
+      datasets_(prometheus::BuildGauge()
+                    .Name("ntkserve_datasets")
+                    .Help("Stored datasets")
+                    .Register(*registry_)
+                    .Add({})),
+      models_(prometheus::BuildGauge()
+                  .Name("ntkserve_models")
+                  .Help("Stored models")
+                  .Register(*registry_)
+                  .Add({})),
       queue_depth_(prometheus::BuildGauge()
                        .Name("ntkserve_fit_queue_depth")
                        .Help("Fit jobs waiting for a worker")
@@ -83,11 +103,15 @@ void Metrics::record_fit(const std::string& outcome, double seconds, int newton_
   fit_steps_.Observe(newton_steps);
 }
 
-void Metrics::record_upload_bytes(std::int64_t bytes) { upload_bytes_.Increment(static_cast<double>(bytes)); }
+void Metrics::record_upload_bytes(std::int64_t bytes) {
+  upload_bytes_.Increment(static_cast<double>(bytes));
+}
 
-void Metrics::set_state(double memory_in_use, double memory_total, double memory_peak, double datasets, double models,
-                        double queue_depth, double running_fits) {
+void Metrics::set_state(double memory_in_use, double memory_total, double memory_peak,
+                        double uncertainty_cache, double datasets, double models, double queue_depth,
+                        double running_fits) {
   memory_in_use_.Set(memory_in_use);
+  uncertainty_cache_bytes_.Set(uncertainty_cache);
   memory_total_.Set(memory_total);
   memory_peak_.Set(memory_peak);
   datasets_.Set(datasets);

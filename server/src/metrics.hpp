@@ -20,8 +20,8 @@ class Metrics {
   void record_request(const std::string& method, const std::string& code, double seconds);
   void record_fit(const std::string& outcome, double seconds, int newton_steps);
   void record_upload_bytes(std::int64_t bytes);
-  void set_state(double memory_in_use, double memory_total, double memory_peak, double datasets, double models,
-                 double queue_depth, double running_fits);
+  void set_state(double memory_in_use, double memory_total, double memory_peak, double uncertainty_cache,
+                 double datasets, double models, double queue_depth, double running_fits);
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   int port() const { return endpoint_ ? endpoint_->port() : 0; }  // the bound port (for address :0)
 
@@ -37,6 +37,7 @@ class Metrics {
   prometheus::Gauge& memory_in_use_;
   prometheus::Gauge& memory_total_;
   prometheus::Gauge& memory_peak_;
+  prometheus::Gauge& uncertainty_cache_bytes_;
   prometheus::Gauge& datasets_;
   prometheus::Gauge& models_;
   prometheus::Gauge& queue_depth_;

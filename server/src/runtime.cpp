@@ -130,10 +130,11 @@ Runtime::Runtime(const ServerOptions& o)
 }
 
 void Runtime::refresh_gauges() {
+  uncertainty_contexts.drop_expired();  // contexts of deleted or evicted models give their memory back
   metrics.set_state(static_cast<double>(budget.in_use()), static_cast<double>(budget.total()),
-                    static_cast<double>(budget.peak()), static_cast<double>(store.dataset_count()),
-                    static_cast<double>(store.model_count()), jobs ? jobs->queued() : 0,
-                    jobs ? jobs->running() : 0);
+                    static_cast<double>(budget.peak()), static_cast<double>(uncertainty_contexts.bytes()),
+                    static_cast<double>(store.dataset_count()), static_cast<double>(store.model_count()),
+                    jobs ? jobs->queued() : 0, jobs ? jobs->running() : 0);
 }
 
 std::string Runtime::new_model_id() {

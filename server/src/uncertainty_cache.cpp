@@ -1,6 +1,7 @@
 #include "uncertainty_cache.hpp"
 
 #include <algorithm>
+#include <optional>
 
 namespace ntkserver {
 
@@ -27,26 +28,15 @@ bool UncertaintyCache::matches(const Entry& e, const std::shared_ptr<const ntk::
 std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& backend,
                                                                const std::shared_ptr<const ntk::Model>& model,
                                                                const ntk::UncertaintyOptions& options) {
-  // Destroyed after the lock below is released (declared before it): giving a reservation back takes the
-  // budget's lock.
-  std::vector<Entry> dropped;
+  drop_expired();
   {
     std::lock_guard lock(mutex_);
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (it->alive.expired()) {
-        dropped.push_back(std::move(*it));
-        it = entries_.erase(it);
-      } else {
-        ++it;
-      }
-    }
     for (Entry& e : entries_)
       if (matches(e, model, options)) {
         e.used = ++clock_;
         return e.context;
       }
   }
-  dropped.clear();
   // Reserve, then prepare, both outside the lock: reserving may make the budget reclaim (this cache
   // included), and preparing takes seconds. Two calls may prepare the same context at once; the second to
   // finish uses the first one's.
@@ -57,6 +47,8 @@ std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& bac
                           ") of a model of " + std::to_string(model->x_train.rows()) + " training points");
   std::shared_ptr<ntk::UncertaintyContext> context = ntk::make_uncertainty_context();
   ntk::prepare_uncertainty(backend, *model, options, *context);
+  std::optional<Entry>
+      evicted;  // destroyed after the lock is released: giving memory back takes the budget's
   std::lock_guard lock(mutex_);
   for (Entry& e : entries_)
     if (matches(e, model, options)) {  // prepared meanwhile by another call: `memory` goes back at return
@@ -66,7 +58,7 @@ std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& bac
   if (entries_.size() >= capacity_) {
     auto oldest = std::min_element(entries_.begin(), entries_.end(),
                                    [](const Entry& a, const Entry& b) { return a.used < b.used; });
-    dropped.push_back(std::move(*oldest));
+    evicted.emplace(std::move(*oldest));
     entries_.erase(oldest);
   }
   entries_.push_back(Entry{model.get(), model, options.mode, options.seed, options.samples, context,
@@ -92,6 +84,26 @@ std::uint64_t UncertaintyCache::reclaim(std::uint64_t missing) {
     }
   }
   return freed;  // `dropped` gives the bytes back as it goes out of scope, outside the lock
+}
+
+void UncertaintyCache::drop_expired() {
+  std::vector<Entry> dropped;  // destroyed after the lock is released
+  std::lock_guard lock(mutex_);
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->alive.expired()) {
+      dropped.push_back(std::move(*it));
+      it = entries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::uint64_t UncertaintyCache::bytes() const {
+  std::lock_guard lock(mutex_);
+  std::uint64_t total = 0;
+  for (const Entry& e : entries_) total += e.memory.bytes();
+  return total;
 }
 
 std::size_t UncertaintyCache::size() const {

@@ -35,7 +35,10 @@ class UncertaintyCache {
                                                const ntk::UncertaintyOptions& options);
   // Drops idle entries, oldest first, until `missing` bytes are given back; returns the bytes given back.
   std::uint64_t reclaim(std::uint64_t missing);
+  // Drops the entries whose model is gone (they would otherwise wait for the next lookup or reclaim).
+  void drop_expired();
   std::size_t size() const;
+  std::uint64_t bytes() const;  // reserved by the entries
 
  private:
   struct Entry {
