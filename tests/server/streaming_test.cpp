@@ -274,9 +274,13 @@ TEST(Streaming, EightConcurrentClientsMixingAllCallsSeeOnlyExpectedErrorsAndNoLe
   EXPECT_EQ(setup.list_models().size(), 1u);
   // Everything the clients made is gone, and so is its memory, but for the uncertainty contexts of the
   // model that stays (cached across calls and reported as such).
+  ntkclient::PredictOptions linearized;
+  linearized.uncertainty = pb::UNCERTAINTY_LINEARIZED;
+  setup.predict(base_job.model_id(), x.view().block(0, 0, 5, 8), linearized);
   setup.list_datasets();
   const double cached =
       ntktest::metric_value(ntktest::http_get(metrics_port, "/metrics"), "ntkserve_uncertainty_cache_bytes");
+  EXPECT_GT(cached, 0);
   EXPECT_EQ(memory_in_use() - cached, baseline);
   // Deleting that model gives its contexts back too.
   setup.delete_model(base_job.model_id());
