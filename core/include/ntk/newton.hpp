@@ -39,7 +39,7 @@ struct NewtonOptions {
   // Newton-CG: CG's products in float32 (ResidentMatrix::multiply_float32) when the error that causes,
   // ~2^-24 k ||Theta||_inf relative per Newton step, is at most float32_inner_limit; residuals, line search
   // and every other product stay float64, so the fixed point and its tolerance are float64's. Falls back to
-  // float64 products after two Newton steps that do not halve the residual.
+  // float64 products after a full Newton step near the solution that does not halve the residual.
   bool float32_inner_products = true;
   double float32_inner_limit = 1.0;
 };
