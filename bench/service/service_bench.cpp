@@ -3,7 +3,8 @@
 // backend settings, and upload MB/s of a 256 MiB float64 dataset.
 //
 //   build/bin/service_bench [--server PATH] [--threads T] [--json FILE] [--seconds S] [--batches 1,64,4096]
-//                           [--upload-rows R] [--upload-cols C] [--no-upload] [--no-breakdown] [--no-concurrent]
+//                           [--upload-rows R] [--upload-cols C] [--no-upload] [--no-breakdown]
+//                           [--no-concurrent]
 //
 // A real ntk-server child process is started (--listen 127.0.0.1:0, a fresh --data-dir, --metrics off,
 // --threads T) and stopped with SIGTERM at the end. The model: N = 2000 training rows of a 10-class
@@ -39,16 +40,16 @@
 #include <thread>
 #include <vector>
 
+#include "dataset_codec.hpp"
+#include "files.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "ntk/backend.hpp"
 #include "ntk/blas.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_features.hpp"
+#include "ntk/logging.hpp"
 #include "ntk/model_file.hpp"
 #include "ntk/targets.hpp"
-#include "dataset_codec.hpp"
-#include "files.hpp"
-#include "ntk/logging.hpp"
 #include "ntkclient/client.hpp"
 #include "wire/convert.hpp"
 
@@ -64,7 +65,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::int64_t kTrain = 2000, kDim = 784, kClasses = 10, kTestRows = 4096;
 constexpr double kLambda = 1e-3;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Data: the Gaussian mixture of fit_bench, so this model is the one whose fit time docs/benchmarks.md
@@ -102,7 +105,8 @@ ntk::KernelSpec bench_spec() {
 
 class ServerProcess {
  public:
-  ServerProcess(const std::string& binary, const std::vector<std::string>& flags, const std::string& stderr_path) {
+  ServerProcess(const std::string& binary, const std::vector<std::string>& flags,
+                const std::string& stderr_path) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe failed");
     pid_ = fork();
@@ -213,7 +217,8 @@ Plan plan_for(std::int64_t batch) {
   return {20, 50, 3000};
 }
 
-std::vector<double> run_timed(const Plan& plan, double budget_s, const std::function<void()>& once, double* wall_s) {
+std::vector<double> run_timed(const Plan& plan, double budget_s, const std::function<void()>& once,
+                              double* wall_s) {
   double warm = 0;
   for (int i = 0; i < plan.warmup; ++i) {
     const auto t0 = Clock::now();
@@ -258,8 +263,9 @@ std::vector<std::vector<double>> run_interleaved(const Plan& plan, double budget
   }
   double round = 0;
   for (double w : warm) round += w;
-  const int count = std::clamp(static_cast<int>(budget_s * static_cast<double>(modes.size()) / std::max(round, 1e-6)),
-                               plan.min_count, plan.max_count);
+  const int count =
+      std::clamp(static_cast<int>(budget_s * static_cast<double>(modes.size()) / std::max(round, 1e-6)),
+                 plan.min_count, plan.max_count);
   std::vector<int> block(modes.size());
   for (std::size_t m = 0; m < modes.size(); ++m)
     block[m] = std::clamp(static_cast<int>(kBlockSeconds / std::max(warm[m], 1e-6)), 1, count);
@@ -294,13 +300,16 @@ double sum(const std::vector<double>& v) {
 class StreamSession {
  public:
   StreamSession(ntkclient::Client& client, std::string model_id)
-      : stub_(pb::PredictService::NewStub(client.channel())), ctx_(client.context()), model_id_(std::move(model_id)) {
+      : stub_(pb::PredictService::NewStub(client.channel())),
+        ctx_(client.context()),
+        model_id_(std::move(model_id)) {
     stream_ = stub_->PredictStream(ctx_.get());
   }
   ~StreamSession() {
     stream_->WritesDone();
     const grpc::Status s = stream_->Finish();
-    if (!s.ok()) std::fprintf(stderr, "service_bench: PredictStream ended with %s\n", s.error_message().c_str());
+    if (!s.ok())
+      std::fprintf(stderr, "service_bench: PredictStream ended with %s\n", s.error_message().c_str());
   }
   ntk::Matrix<double> predict(ntk::ConstMatrixView<double> x) {
     pb::PredictRequest request;
@@ -342,15 +351,24 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(a + ": missing value");
       return argv[++i];
     };
-    if (a == "--server") o.server = value();
-    else if (a == "--threads") o.threads = std::atoi(value().c_str());
-    else if (a == "--json") o.json = value();
-    else if (a == "--seconds") o.seconds = std::atof(value().c_str());
-    else if (a == "--upload-rows") o.upload_rows = std::atoll(value().c_str());
-    else if (a == "--upload-cols") o.upload_cols = std::atoll(value().c_str());
-    else if (a == "--no-upload") o.upload = false;
-    else if (a == "--no-breakdown") o.breakdown = false;
-    else if (a == "--no-concurrent") o.concurrent = false;
+    if (a == "--server")
+      o.server = value();
+    else if (a == "--threads")
+      o.threads = std::atoi(value().c_str());
+    else if (a == "--json")
+      o.json = value();
+    else if (a == "--seconds")
+      o.seconds = std::atof(value().c_str());
+    else if (a == "--upload-rows")
+      o.upload_rows = std::atoll(value().c_str());
+    else if (a == "--upload-cols")
+      o.upload_cols = std::atoll(value().c_str());
+    else if (a == "--no-upload")
+      o.upload = false;
+    else if (a == "--no-breakdown")
+      o.breakdown = false;
+    else if (a == "--no-concurrent")
+      o.concurrent = false;
     else if (a == "--batches") {
       o.batches.clear();
       std::stringstream list(value());
@@ -360,8 +378,8 @@ Options parse(int argc, char** argv) {
         o.batches.push_back(rows);
       }
       if (o.batches.empty()) throw std::runtime_error("--batches: give at least one size");
-    }
-    else throw std::runtime_error("unknown option " + a);
+    } else
+      throw std::runtime_error("unknown option " + a);
   }
   return o;
 }
@@ -373,9 +391,10 @@ std::string make_temp_dir() {
   return pattern;
 }
 
-std::vector<std::string> server_flags(const std::string& data_dir, int threads, const std::string& log_level) {
-  std::vector<std::string> f = {"--listen", "127.0.0.1:0", "--data-dir", data_dir, "--metrics", "off",
-                                "--log-level", log_level, "--backend", "cpu"};
+std::vector<std::string> server_flags(const std::string& data_dir, int threads,
+                                      const std::string& log_level) {
+  std::vector<std::string> f = {"--listen", "127.0.0.1:0", "--data-dir", data_dir,    "--metrics",
+                                "off",      "--log-level", log_level,    "--backend", "cpu"};
   if (threads > 0) f.insert(f.end(), {"--threads", std::to_string(threads)});
   return f;
 }
@@ -425,11 +444,12 @@ double local_durable_write_s(const std::string& dir, const std::string& bytes) {
 
 std::string json_stats(const Stats& s) {
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"batch\": %lld, \"requests\": %lld, \"rows_per_s\": %.6g, \"p50_ms\": %.6g, \"p99_ms\": %.6g, "
-                "\"mean_ms\": %.6g, \"min_ms\": %.6g}",
-                static_cast<long long>(s.batch), static_cast<long long>(s.requests), s.rows_per_s, s.p50_ms,
-                s.p99_ms, s.mean_ms, s.min_ms);
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"batch\": %lld, \"requests\": %lld, \"rows_per_s\": %.6g, \"p50_ms\": %.6g, \"p99_ms\": %.6g, "
+      "\"mean_ms\": %.6g, \"min_ms\": %.6g}",
+      static_cast<long long>(s.batch), static_cast<long long>(s.requests), s.rows_per_s, s.p50_ms, s.p99_ms,
+      s.mean_ms, s.min_ms);
   return buf;
 }
 
@@ -452,7 +472,8 @@ int main(int argc, char** argv) try {
   std::printf("CPU: %s, %u hardware threads, compute threads %d (0 = all), BLAS %s\n",
               ntk::cpu_model_name().c_str(), std::thread::hardware_concurrency(), opt.threads,
               ntk::blas::describe().c_str());
-  std::printf("backend: %s\nload average (1 min) at start: %.2f\n", backend->description().c_str(), load_start);
+  std::printf("backend: %s\nload average (1 min) at start: %.2f\n", backend->description().c_str(),
+              load_start);
   std::fflush(stdout);
 
   // --- The model, in process --------------------------------------------------------------------
@@ -462,11 +483,12 @@ int main(int argc, char** argv) try {
   ntk::FitSettings settings;
   settings.lambda = kLambda;
   auto t0 = Clock::now();
-  const ntk::Model model =
-      ntk::fit_classifier(*backend, spec, train.x.view(), ntk::targets_from_labels(train.y, kClasses, 0.0), settings);
+  const ntk::Model model = ntk::fit_classifier(*backend, spec, train.x.view(),
+                                               ntk::targets_from_labels(train.y, kClasses, 0.0), settings);
   const double local_fit_s = seconds_since(t0);
   std::printf("in-process fit: %.2f s (%s, %d Newton steps, residual %.1e)\n", local_fit_s,
-              ntk::solver_name(model.diagnostics.solver_used), model.diagnostics.steps, model.diagnostics.residual);
+              ntk::solver_name(model.diagnostics.solver_used), model.diagnostics.steps,
+              model.diagnostics.residual);
 
   // --- The model, in the server -----------------------------------------------------------------
   const std::string tmp = make_temp_dir();
@@ -490,7 +512,8 @@ int main(int argc, char** argv) try {
   const double server_fit_s = seconds_since(t0);
   if (done.state() != pb::SUCCEEDED) throw std::runtime_error("server fit failed: " + done.message());
   const std::string model_id = job.model_id();
-  std::printf("server: port %d, train upload %.3f s, fit + watch %.2f s\n", server.port(), train_upload_s, server_fit_s);
+  std::printf("server: port %d, train upload %.3f s, fit + watch %.2f s\n", server.port(), train_upload_s,
+              server_fit_s);
 
   // Sanity: the server's model and predictions are the in-process ones, bit for bit.
   const ntk::Model served = ntk::deserialize_model(client.export_model(model_id), "exported model");
@@ -500,10 +523,11 @@ int main(int argc, char** argv) try {
   popt.batch_rows = 64;
   const ntkclient::Prediction remote = client.predict(model_id, check_x, popt);
   const ntk::Prediction local = ntk::predict(*backend, model, check_x);
-  const bool predictions_equal =
-      bit_equal(remote.logits, local.logits) && bit_equal(remote.probs, local.probs) && remote.classes == local.classes;
+  const bool predictions_equal = bit_equal(remote.logits, local.logits) &&
+                                 bit_equal(remote.probs, local.probs) && remote.classes == local.classes;
   std::printf("sanity: coefficients %s (max |diff| %.1e), 64-row predictions %s (max |logit diff| %.1e)\n",
-              coefficients_equal ? "bit-equal" : "DIFFER", max_abs_diff(served.coefficients, model.coefficients),
+              coefficients_equal ? "bit-equal" : "DIFFER",
+              max_abs_diff(served.coefficients, model.coefficients),
               predictions_equal ? "bit-equal" : "DIFFER", max_abs_diff(remote.logits, local.logits));
   std::fflush(stdout);
 
@@ -515,16 +539,16 @@ int main(int argc, char** argv) try {
     ntkclient::PredictOptions po;
     po.batch_rows = static_cast<int>(b);
     StreamSession stream(client, model_id);
-    const auto lat = run_interleaved(plan_for(b), opt.seconds,
-                                     {[&] { (void)ntk::predict(*backend, model, xb); },
-                                      [&] { (void)client.predict(model_id, xb, po); },
-                                      [&] { (void)stream.predict(xb); }});
+    const auto lat =
+        run_interleaved(plan_for(b), opt.seconds,
+                        {[&] { (void)ntk::predict(*backend, model, xb); },
+                         [&] { (void)client.predict(model_id, xb, po); }, [&] { (void)stream.predict(xb); }});
     results["in_process"].push_back(summarize(b, lat[0], sum(lat[0])));
     results["predict"].push_back(summarize(b, lat[1], sum(lat[1])));
     results["predict_stream"].push_back(summarize(b, lat[2], sum(lat[2])));
     std::printf("batch %lld: in-process p50 %.3f ms, Predict p50 %.3f ms, PredictStream p50 %.3f ms\n",
-                static_cast<long long>(b), results["in_process"].back().p50_ms, results["predict"].back().p50_ms,
-                results["predict_stream"].back().p50_ms);
+                static_cast<long long>(b), results["in_process"].back().p50_ms,
+                results["predict"].back().p50_ms, results["predict_stream"].back().p50_ms);
     std::fflush(stdout);
   }
 
@@ -563,13 +587,15 @@ int main(int argc, char** argv) try {
       backends.push_back(ntk::make_backend("cpu", bo));
       backends.push_back(ntk::make_backend("cpu", bo));
       const std::vector<std::function<void()>> local_work = {
-          [&] { (void)ntk::predict(*backends[0], model, xb); }, [&] { (void)ntk::predict(*backends[1], model, xb); }};
+          [&] { (void)ntk::predict(*backends[0], model, xb); },
+          [&] { (void)ntk::predict(*backends[1], model, xb); }};
       std::vector<std::unique_ptr<ntkclient::Client>> clients;
       for (int w = 0; w < 2; ++w) clients.push_back(std::make_unique<ntkclient::Client>(co));
       ntkclient::PredictOptions po;
       po.batch_rows = static_cast<int>(b);
-      const std::vector<std::function<void()>> remote_work = {[&] { (void)clients[0]->predict(model_id, xb, po); },
-                                                              [&] { (void)clients[1]->predict(model_id, xb, po); }};
+      const std::vector<std::function<void()>> remote_work = {
+          [&] { (void)clients[0]->predict(model_id, xb, po); },
+          [&] { (void)clients[1]->predict(model_id, xb, po); }};
       for (int i = 0; i < plan.warmup; ++i)
         for (const auto* work : {&local_work, &remote_work})
           for (const auto& f : *work) f();
@@ -604,15 +630,18 @@ int main(int argc, char** argv) try {
   if (opt.breakdown) {
     // A trivial unary RPC: gRPC's floor on this machine (GetModel: one lookup under a mutex).
     double wall = 0;
-    auto lat = run_timed({20, 200, 2000}, 1.0, [&] { (void)client.get_model(model_id); }, &wall);
+    auto lat = run_timed(
+        {20, 200, 2000}, 1.0, [&] { (void)client.get_model(model_id); }, &wall);
     const double empty_rpc_ms = summarize(1, lat, wall).p50_ms;
     // The server's own time per Predict call, from its request log (debug level) on a second server
     // that has the same model imported: the handler's time from the call's start to its status, so
     // the transport and the request's parsing are outside it.
     const std::string log_path = tmp + "/debug-server.log";
-    std::map<std::int64_t, double> handler_ms, debug_predict_ms, debug_in_process_ms, to_response_ms, to_status_ms;
+    std::map<std::int64_t, double> handler_ms, debug_predict_ms, debug_in_process_ms, to_response_ms,
+        to_status_ms;
     {
-      ServerProcess debug_server(opt.server, server_flags(tmp + "/data-debug", opt.threads, "debug"), log_path);
+      ServerProcess debug_server(opt.server, server_flags(tmp + "/data-debug", opt.threads, "debug"),
+                                 log_path);
       ntkclient::ClientOptions cd = co;
       cd.address = debug_server.address();
       ntkclient::Client dclient(cd);
@@ -642,9 +671,10 @@ int main(int argc, char** argv) try {
           first.push_back(std::chrono::duration<double>(r1 - r0).count());
           last.push_back(seconds_since(r1));
         };
-        const auto turns = run_interleaved(plan, 0, {[&] { (void)ntk::predict(*backend, model, xb); },
-                                                     [&] { (void)dclient.predict(imported.model_id(), xb, po); },
-                                                     stub_call});
+        const auto turns =
+            run_interleaved(plan, 0,
+                            {[&] { (void)ntk::predict(*backend, model, xb); },
+                             [&] { (void)dclient.predict(imported.model_id(), xb, po); }, stub_call});
         debug_in_process_ms[b] = 1e3 * percentile(turns[0], 0.5);
         debug_predict_ms[b] = 1e3 * percentile(turns[1], 0.5);
         // The warm-up's calls are in first/last too; the timed ones are the last turns[2].size().
@@ -659,7 +689,8 @@ int main(int argc, char** argv) try {
         std::vector<double> ms;
         const std::string want = ": " + std::to_string(b) + " rows\"";
         while (std::getline(in, line)) {
-          if (line.find("\"method\":\"Predict\"") == std::string::npos || line.find(want) == std::string::npos)
+          if (line.find("\"method\":\"Predict\"") == std::string::npos ||
+              line.find(want) == std::string::npos)
             continue;
           const auto at = line.find("\"ms\":");
           if (at != std::string::npos) ms.push_back(std::atof(line.c_str() + at + 5));
@@ -731,7 +762,7 @@ int main(int argc, char** argv) try {
     double raw_encode_s = 0, raw_stream_s = 0, raw_tail_s = 0;
     // The server's steps repeated here with its own code on the same bytes (ntk_server_lib).
     double srv_append_sha_s = 0, srv_finish_decode_s = 0, srv_encode_file_s = 0, srv_write_durably_s = 0;
-    double local_write_s = 0;  // plain write + fsync of the payload, for the disk's share
+    double local_write_s = 0;           // plain write + fsync of the payload, for the disk's share
     double memcpy_s = 0, crc32c_s = 0;  // a copy into a fresh vector; ntk::crc32c over it
   } up;
   if (opt.upload) {
@@ -827,7 +858,9 @@ int main(int argc, char** argv) try {
   // --- Report -------------------------------------------------------------------------------------
   const auto& in = results["in_process"];
   std::printf("\n### %d compute thread%s\n\n", opt.threads, opt.threads == 1 ? "" : "s");
-  std::printf("| rows / request | mode | requests | rows/s | p50 ms | p99 ms | vs in-process rows/s | p50 overhead ms |\n");
+  std::printf(
+      "| rows / request | mode | requests | rows/s | p50 ms | p99 ms | vs in-process rows/s | p50 overhead "
+      "ms |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   const char* modes[] = {"in_process", "predict", "predict_stream", "in_process_2", "predict_2"};
   const char* labels[] = {"in-process `ntk::predict`", "Predict (ntkclient)", "PredictStream (stub)",
@@ -846,51 +879,65 @@ int main(int argc, char** argv) try {
         std::snprintf(buf, sizeof buf, "%+.3f", s.p50_ms - ref.p50_ms);
         overhead = buf;
       }
-      std::printf("| %lld | %s | %lld | %.0f | %.3f | %.3f | %s | %s |\n", static_cast<long long>(s.batch), labels[m],
-                  static_cast<long long>(s.requests), s.rows_per_s, s.p50_ms, s.p99_ms, ratio.c_str(), overhead.c_str());
+      std::printf("| %lld | %s | %lld | %.0f | %.3f | %.3f | %s | %s |\n", static_cast<long long>(s.batch),
+                  labels[m], static_cast<long long>(s.requests), s.rows_per_s, s.p50_ms, s.p99_ms,
+                  ratio.c_str(), overhead.c_str());
     }
   }
   if (!breakdown.empty()) {
-    std::printf("\nWhere a sequential Predict's time goes (p50 / medians, ms). A: in process; B: the server's own "
-                "time for the call (its debug request log); C: Predict as the client sees it; A, B, C from one interleaved "
-                "run against a debug-logging server. Then the pieces, timed here with the code the client and the server "
-                "run:\n\n");
-    std::printf("| rows | A in-process | B server handler | C Predict | B - A (in the handler) | C - B (outside it) | "
-                "client encode x | request serialize | request parse | server decode x | response encode | "
-                "response serialize + parse | client decode | empty RPC | stub: to response | stub: response to status |\n");
+    std::printf(
+        "\nWhere a sequential Predict's time goes (p50 / medians, ms). A: in process; B: the server's own "
+        "time for the call (its debug request log); C: Predict as the client sees it; A, B, C from one "
+        "interleaved "
+        "run against a debug-logging server. Then the pieces, timed here with the code the client and the "
+        "server "
+        "run:\n\n");
+    std::printf(
+        "| rows | A in-process | B server handler | C Predict | B - A (in the handler) | C - B (outside it) "
+        "| "
+        "client encode x | request serialize | request parse | server decode x | response encode | "
+        "response serialize + parse | client decode | empty RPC | stub: to response | stub: response to "
+        "status |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& d : breakdown) {
-      std::printf("| %lld | %.3f | %.3f | %.3f | %+.3f | %+.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n",
-                  static_cast<long long>(d.batch), d.debug_in_process_ms, d.server_handler_ms, d.debug_predict_ms,
-                  d.server_handler_ms - d.debug_in_process_ms, d.debug_predict_ms - d.server_handler_ms,
-                  d.client_encode_ms, d.request_serialize_ms, d.request_parse_ms, d.server_decode_ms,
-                  d.response_encode_ms, d.response_serialize_ms + d.response_parse_ms, d.client_decode_ms,
-                  d.empty_rpc_ms, d.stub_to_response_ms, d.stub_to_status_ms);
+      std::printf(
+          "| %lld | %.3f | %.3f | %.3f | %+.3f | %+.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | "
+          "%.3f | %.3f | %.3f |\n",
+          static_cast<long long>(d.batch), d.debug_in_process_ms, d.server_handler_ms, d.debug_predict_ms,
+          d.server_handler_ms - d.debug_in_process_ms, d.debug_predict_ms - d.server_handler_ms,
+          d.client_encode_ms, d.request_serialize_ms, d.request_parse_ms, d.server_decode_ms,
+          d.response_encode_ms, d.response_serialize_ms + d.response_parse_ms, d.client_decode_ms,
+          d.empty_rpc_ms, d.stub_to_response_ms, d.stub_to_status_ms);
     }
   }
   if (opt.upload) {
     const double mb = up.bytes / 1e6;
-    std::printf("\nUpload of %lld x %lld float64 (%.0f MiB), %d runs of Client::upload: mean %.2f s = %.0f MB/s (best "
-                "%.0f MB/s)\n",
-                static_cast<long long>(opt.upload_rows), static_cast<long long>(opt.upload_cols), up.bytes / (1 << 20),
-                up.reps, up.seconds, mb / up.seconds, mb / up.best_seconds);
-    std::printf("  through the stub: client encode %.3f s, streaming the chunks %.3f s, wait after the last chunk "
-                "%.3f s\n",
-                up.raw_encode_s, up.raw_stream_s, up.raw_tail_s);
-    std::printf("  the server's steps here: append + SHA-256 %.3f s, finish (decode, checks) %.3f s, "
-                "encode_dataset_file (copy + CRC-32C) %.3f s, write_file_durably %.3f s; plain write + fsync %.3f s; "
-                "a copy into a fresh vector %.3f s, ntk::crc32c %.3f s\n",
-                up.srv_append_sha_s, up.srv_finish_decode_s, up.srv_encode_file_s, up.srv_write_durably_s,
-                up.local_write_s, up.memcpy_s, up.crc32c_s);
+    std::printf(
+        "\nUpload of %lld x %lld float64 (%.0f MiB), %d runs of Client::upload: mean %.2f s = %.0f MB/s "
+        "(best "
+        "%.0f MB/s)\n",
+        static_cast<long long>(opt.upload_rows), static_cast<long long>(opt.upload_cols),
+        up.bytes / (1 << 20), up.reps, up.seconds, mb / up.seconds, mb / up.best_seconds);
+    std::printf(
+        "  through the stub: client encode %.3f s, streaming the chunks %.3f s, wait after the last chunk "
+        "%.3f s\n",
+        up.raw_encode_s, up.raw_stream_s, up.raw_tail_s);
+    std::printf(
+        "  the server's steps here: append + SHA-256 %.3f s, finish (decode, checks) %.3f s, "
+        "encode_dataset_file (copy + CRC-32C) %.3f s, write_file_durably %.3f s; plain write + fsync %.3f s; "
+        "a copy into a fresh vector %.3f s, ntk::crc32c %.3f s\n",
+        up.srv_append_sha_s, up.srv_finish_decode_s, up.srv_encode_file_s, up.srv_write_durably_s,
+        up.local_write_s, up.memcpy_s, up.crc32c_s);
   }
   std::printf("\nload average (1 min): %.2f at start, %.2f at end\n", load_start, load_end);
 
   if (!opt.json.empty()) {
     std::ofstream j(opt.json);
-    j << "{\n  \"threads\": " << opt.threads << ",\n  \"hardware_threads\": " << std::thread::hardware_concurrency()
-      << ",\n  \"cpu\": \"" << ntk::cpu_model_name() << "\",\n  \"load_average_start\": " << load_start
-      << ",\n  \"load_average_end\": " << load_end << ",\n  \"model\": {\"n\": " << kTrain << ", \"d\": " << kDim
-      << ", \"classes\": " << kClasses << ", \"depth\": 3, \"lambda\": " << kLambda
+    j << "{\n  \"threads\": " << opt.threads
+      << ",\n  \"hardware_threads\": " << std::thread::hardware_concurrency() << ",\n  \"cpu\": \""
+      << ntk::cpu_model_name() << "\",\n  \"load_average_start\": " << load_start
+      << ",\n  \"load_average_end\": " << load_end << ",\n  \"model\": {\"n\": " << kTrain
+      << ", \"d\": " << kDim << ", \"classes\": " << kClasses << ", \"depth\": 3, \"lambda\": " << kLambda
       << ", \"in_process_fit_s\": " << local_fit_s << ", \"server_fit_s\": " << server_fit_s << "},\n"
       << "  \"sanity\": {\"coefficients_bit_equal\": " << (coefficients_equal ? "true" : "false")
       << ", \"predictions_bit_equal\": " << (predictions_equal ? "true" : "false") << "},\n  \"predict\": {";
@@ -905,17 +952,18 @@ int main(int argc, char** argv) try {
     for (std::size_t i = 0; i < breakdown.size(); ++i) {
       const auto& d = breakdown[i];
       char buf[800];
-      std::snprintf(buf, sizeof buf,
-                    "%s\n    {\"batch\": %lld, \"client_encode_ms\": %.6g, \"request_serialize_ms\": %.6g, "
-                    "\"request_parse_ms\": %.6g, \"server_decode_ms\": %.6g, \"response_encode_ms\": %.6g, "
-                    "\"response_serialize_ms\": %.6g, \"response_parse_ms\": %.6g, \"client_decode_ms\": %.6g, "
-                    "\"empty_rpc_ms\": %.6g, \"server_handler_ms\": %.6g, \"debug_predict_ms\": %.6g, "
-                    "\"debug_in_process_ms\": %.6g, \"stub_to_response_ms\": %.6g, \"stub_to_status_ms\": %.6g}",
-                    i ? "," : "", static_cast<long long>(d.batch), d.client_encode_ms, d.request_serialize_ms,
-                    d.request_parse_ms, d.server_decode_ms, d.response_encode_ms, d.response_serialize_ms,
-                    d.response_parse_ms, d.client_decode_ms, d.empty_rpc_ms,
-                    std::isnan(d.server_handler_ms) ? -1.0 : d.server_handler_ms, d.debug_predict_ms,
-                    d.debug_in_process_ms, d.stub_to_response_ms, d.stub_to_status_ms);
+      std::snprintf(
+          buf, sizeof buf,
+          "%s\n    {\"batch\": %lld, \"client_encode_ms\": %.6g, \"request_serialize_ms\": %.6g, "
+          "\"request_parse_ms\": %.6g, \"server_decode_ms\": %.6g, \"response_encode_ms\": %.6g, "
+          "\"response_serialize_ms\": %.6g, \"response_parse_ms\": %.6g, \"client_decode_ms\": %.6g, "
+          "\"empty_rpc_ms\": %.6g, \"server_handler_ms\": %.6g, \"debug_predict_ms\": %.6g, "
+          "\"debug_in_process_ms\": %.6g, \"stub_to_response_ms\": %.6g, \"stub_to_status_ms\": %.6g}",
+          i ? "," : "", static_cast<long long>(d.batch), d.client_encode_ms, d.request_serialize_ms,
+          d.request_parse_ms, d.server_decode_ms, d.response_encode_ms, d.response_serialize_ms,
+          d.response_parse_ms, d.client_decode_ms, d.empty_rpc_ms,
+          std::isnan(d.server_handler_ms) ? -1.0 : d.server_handler_ms, d.debug_predict_ms,
+          d.debug_in_process_ms, d.stub_to_response_ms, d.stub_to_status_ms);
       j << buf;
     }
     j << "\n  ]";
@@ -923,14 +971,14 @@ int main(int argc, char** argv) try {
       j << ",\n  \"upload\": {\"rows\": " << opt.upload_rows << ", \"cols\": " << opt.upload_cols
         << ", \"bytes\": " << static_cast<long long>(up.bytes) << ", \"runs\": " << up.reps
         << ", \"mean_s\": " << up.seconds << ", \"best_s\": " << up.best_seconds
-        << ", \"mb_per_s\": " << up.bytes / up.seconds / 1e6 << ", \"best_mb_per_s\": " << up.bytes / up.best_seconds / 1e6
+        << ", \"mb_per_s\": " << up.bytes / up.seconds / 1e6
+        << ", \"best_mb_per_s\": " << up.bytes / up.best_seconds / 1e6
         << ", \"raw_encode_s\": " << up.raw_encode_s << ", \"raw_stream_s\": " << up.raw_stream_s
         << ", \"raw_tail_s\": " << up.raw_tail_s << ", \"server_append_sha256_s\": " << up.srv_append_sha_s
         << ", \"server_finish_decode_s\": " << up.srv_finish_decode_s
         << ", \"server_encode_file_s\": " << up.srv_encode_file_s
         << ", \"server_write_durably_s\": " << up.srv_write_durably_s << ", \"memcpy_s\": " << up.memcpy_s
-        << ", \"crc32c_s\": " << up.crc32c_s
-        << ", \"local_write_fsync_s\": " << up.local_write_s << "}";
+        << ", \"crc32c_s\": " << up.crc32c_s << ", \"local_write_fsync_s\": " << up.local_write_s << "}";
     }
     j << "\n}\n";
   }

@@ -28,9 +28,14 @@ ntk::KernelSpec from_proto(const pb::KernelSpec& p, ntk::ComputeType& dtype, con
   if (p.quadrature_degree() != 0) s.quadrature_degree = p.quadrature_degree();
   switch (p.compute_dtype()) {
     case pb::DTYPE_UNSPECIFIED:
-    case pb::FLOAT64: dtype = ntk::ComputeType::float64; break;
-    case pb::FLOAT32: dtype = ntk::ComputeType::float32; break;
-    default: throw ntk::InvalidArgument(field + ".compute_dtype must be FLOAT32 or FLOAT64");
+    case pb::FLOAT64:
+      dtype = ntk::ComputeType::float64;
+      break;
+    case pb::FLOAT32:
+      dtype = ntk::ComputeType::float32;
+      break;
+    default:
+      throw ntk::InvalidArgument(field + ".compute_dtype must be FLOAT32 or FLOAT64");
   }
   try {
     s.validate();
@@ -58,14 +63,16 @@ pb::KernelSpec to_proto(const ntk::KernelSpec& s, ntk::ComputeType dtype) {
 
 ntk::Matrix<double> decode_matrix(const pb::Matrix& m, const std::string& field) {
   if (m.rows() < 1 || m.cols() < 1)
-    throw ntk::InvalidArgument(field + ": shape " + std::to_string(m.rows()) + " x " + std::to_string(m.cols()) +
-                               " (rows and cols must be >= 1)");
+    throw ntk::InvalidArgument(field + ": shape " + std::to_string(m.rows()) + " x " +
+                               std::to_string(m.cols()) + " (rows and cols must be >= 1)");
   std::size_t elem = 0;
-  if (m.dtype() == pb::FLOAT32) elem = 4;
-  else if (m.dtype() == pb::FLOAT64) elem = 8;
-  else throw ntk::InvalidArgument(field + ".dtype must be FLOAT32 or FLOAT64");
-  if (m.cols() > (std::int64_t{1} << 40) / m.rows())
-    throw ntk::InvalidArgument(field + ": shape too large");
+  if (m.dtype() == pb::FLOAT32)
+    elem = 4;
+  else if (m.dtype() == pb::FLOAT64)
+    elem = 8;
+  else
+    throw ntk::InvalidArgument(field + ".dtype must be FLOAT32 or FLOAT64");
+  if (m.cols() > (std::int64_t{1} << 40) / m.rows()) throw ntk::InvalidArgument(field + ": shape too large");
   const auto n = static_cast<std::size_t>(m.rows() * m.cols());
   if (m.data().size() != n * elem)
     throw ntk::InvalidArgument(field + ": " + std::to_string(m.data().size()) + " bytes of data, the shape " +
@@ -84,8 +91,8 @@ ntk::Matrix<double> decode_matrix(const pb::Matrix& m, const std::string& field)
       std::memcpy(&v, src + 8 * i, 8);
     }
     if (!std::isfinite(v))
-      throw ntk::InvalidArgument(field + ": non-finite value at row " + std::to_string(i / m.cols()) + ", column " +
-                                 std::to_string(i % m.cols()));
+      throw ntk::InvalidArgument(field + ": non-finite value at row " + std::to_string(i / m.cols()) +
+                                 ", column " + std::to_string(i % m.cols()));
     dst[i] = v;
   }
   return out;

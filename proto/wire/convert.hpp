@@ -1,5 +1,6 @@
 #pragma once
-// Between the wire types (shared by the server and the clients) (ntkserve.v1) and the core's, with every check named after the field.
+// Between the wire types (shared by the server and the clients) (ntkserve.v1) and the core's, with every
+// check named after the field.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -15,7 +16,8 @@ namespace ntkwire {
 namespace pb = ::ntkserve::v1;
 
 // Throws InvalidArgument naming `field` (e.g. "spec.activation.name").
-ntk::KernelSpec from_proto(const pb::KernelSpec& spec, ntk::ComputeType& dtype, const std::string& field = "spec");
+ntk::KernelSpec from_proto(const pb::KernelSpec& spec, ntk::ComputeType& dtype,
+                           const std::string& field = "spec");
 pb::KernelSpec to_proto(const ntk::KernelSpec& spec, ntk::ComputeType dtype);
 
 // A FLOAT32/FLOAT64 matrix as float64, all values finite. max_cols = 0: any.

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "auth.hpp"
+#include "files.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/model_file.hpp"
 #include "ntk/targets.hpp"
-#include "auth.hpp"
-#include "files.hpp"
 
 namespace ntkserver {
 
@@ -19,9 +19,12 @@ constexpr char kMagic[] = "NTKDSET1";
 
 std::int64_t element_size(pb::DType dtype) {
   switch (dtype) {
-    case pb::FLOAT32: return 4;
-    case pb::FLOAT64: return 8;
-    default: return 0;
+    case pb::FLOAT32:
+      return 4;
+    case pb::FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -58,7 +61,8 @@ void decode_matrix(const std::uint8_t* p, pb::DType dtype, std::int64_t rows, st
   const std::int64_t n = rows * cols;
   double* dst = out.data();
   for (std::int64_t i = 0; i < n; ++i) {
-    const double v = dtype == pb::FLOAT32 ? static_cast<double>(read_le<float>(p + 4 * i)) : read_le<double>(p + 8 * i);
+    const double v =
+        dtype == pb::FLOAT32 ? static_cast<double>(read_le<float>(p + 4 * i)) : read_le<double>(p + 8 * i);
     if (!std::isfinite(v))
       throw ntk::InvalidArgument(std::string(what) + ": non-finite value at row " + std::to_string(i / cols) +
                                  ", column " + std::to_string(i % cols));
@@ -71,7 +75,8 @@ void decode_matrix(const std::uint8_t* p, pb::DType dtype, std::int64_t rows, st
 struct UploadAssembler::Hasher {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   Hasher() {
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) throw ntk::InternalError("SHA-256 init failed");
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1)
+      throw ntk::InternalError("SHA-256 init failed");
   }
   ~Hasher() { EVP_MD_CTX_free(ctx); }
   void update(const void* p, std::size_t n) {
@@ -97,13 +102,17 @@ std::int64_t check_upload_header(const pb::UploadHeader& h, std::int64_t max_byt
                                "' must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}");
   const std::int64_t elem = element_size(h.dtype());
   if (elem == 0) throw ntk::InvalidArgument("header.dtype must be FLOAT32 or FLOAT64");
-  if (h.rows() < 1) throw ntk::InvalidArgument("header.rows must be >= 1 (got " + std::to_string(h.rows()) + ")");
-  if (h.cols() < 1) throw ntk::InvalidArgument("header.cols must be >= 1 (got " + std::to_string(h.cols()) + ")");
+  if (h.rows() < 1)
+    throw ntk::InvalidArgument("header.rows must be >= 1 (got " + std::to_string(h.rows()) + ")");
+  if (h.cols() < 1)
+    throw ntk::InvalidArgument("header.cols must be >= 1 (got " + std::to_string(h.cols()) + ")");
   if (h.has_labels() && h.has_targets())
     throw ntk::InvalidArgument("header: give labels or targets, not both");
   if (h.num_classes() < 0 || (h.has_targets() && h.num_classes() < 2) || h.num_classes() > (1 << 20))
-    throw ntk::InvalidArgument("header.num_classes must be >= 2 with targets, 0 (inferred) or >= 2 with labels");
-  if (h.has_labels() && h.num_classes() == 1) throw ntk::InvalidArgument("header.num_classes must be 0 or >= 2");
+    throw ntk::InvalidArgument(
+        "header.num_classes must be >= 2 with targets, 0 (inferred) or >= 2 with labels");
+  if (h.has_labels() && h.num_classes() == 1)
+    throw ntk::InvalidArgument("header.num_classes must be 0 or >= 2");
   if (!h.sha256().empty()) {
     bool ok = h.sha256().size() == 64;
     for (char c : h.sha256()) ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
@@ -111,12 +120,14 @@ std::int64_t check_upload_header(const pb::UploadHeader& h, std::int64_t max_byt
   }
   if (h.metadata_size() > 64) throw ntk::InvalidArgument("header.metadata: at most 64 entries");
   for (const auto& [k, v] : h.metadata())
-    if (k.size() > 1024 || v.size() > 1024) throw ntk::InvalidArgument("header.metadata: entries are at most 1 KiB");
+    if (k.size() > 1024 || v.size() > 1024)
+      throw ntk::InvalidArgument("header.metadata: entries are at most 1 KiB");
   std::int64_t bytes = checked_mul(checked_mul(h.rows(), h.cols(), "header.rows x cols"), elem, "x");
   if (h.has_labels()) bytes = checked_add(bytes, checked_mul(h.rows(), 8, "labels"), "x + labels");
   if (h.has_targets())
-    bytes = checked_add(bytes, checked_mul(checked_mul(h.rows(), h.num_classes(), "targets"), elem, "targets"),
-                        "x + targets");
+    bytes =
+        checked_add(bytes, checked_mul(checked_mul(h.rows(), h.num_classes(), "targets"), elem, "targets"),
+                    "x + targets");
   if (bytes > max_bytes)
     throw ntk::ResourceExhausted("dataset '" + h.name() + "' needs " + std::to_string(bytes) +
                                  " bytes, more than the server's limit of " + std::to_string(max_bytes) +
@@ -125,7 +136,9 @@ std::int64_t check_upload_header(const pb::UploadHeader& h, std::int64_t max_byt
 }
 
 UploadAssembler::UploadAssembler(const pb::UploadHeader& header, std::int64_t max_bytes)
-    : header_(header), expected_(check_upload_header(header, max_bytes)), hasher_(std::make_unique<Hasher>()) {
+    : header_(header),
+      expected_(check_upload_header(header, max_bytes)),
+      hasher_(std::make_unique<Hasher>()) {
   payload_.reserve(static_cast<std::size_t>(expected_));
 }
 
@@ -133,22 +146,24 @@ UploadAssembler::~UploadAssembler() = default;
 
 void UploadAssembler::append(std::string_view chunk) {
   if (static_cast<std::int64_t>(chunk.size()) > kMaxChunkBytes)
-    throw ntk::InvalidArgument("upload chunk of " + std::to_string(chunk.size()) + " bytes exceeds the 1 MiB limit");
+    throw ntk::InvalidArgument("upload chunk of " + std::to_string(chunk.size()) +
+                               " bytes exceeds the 1 MiB limit");
   if (received() + static_cast<std::int64_t>(chunk.size()) > expected_)
-    throw ntk::InvalidArgument("upload overruns the header's shape: " + std::to_string(expected_) +
-                               " bytes announced, " + std::to_string(received() + static_cast<std::int64_t>(chunk.size())) +
-                               " received");
+    throw ntk::InvalidArgument(
+        "upload overruns the header's shape: " + std::to_string(expected_) + " bytes announced, " +
+        std::to_string(received() + static_cast<std::int64_t>(chunk.size())) + " received");
   hasher_->update(chunk.data(), chunk.size());
   payload_.insert(payload_.end(), chunk.begin(), chunk.end());
 }
 
 DatasetData UploadAssembler::finish(pb::DatasetInfo& info) {
   if (received() != expected_)
-    throw ntk::InvalidArgument("upload incomplete: " + std::to_string(received()) + " of " + std::to_string(expected_) +
-                               " bytes announced by the header");
+    throw ntk::InvalidArgument("upload incomplete: " + std::to_string(received()) + " of " +
+                               std::to_string(expected_) + " bytes announced by the header");
   const std::string digest = hasher_->final_hex();
   if (!header_.sha256().empty() && header_.sha256() != digest)
-    throw ntk::InvalidArgument("upload checksum mismatch: header.sha256 " + header_.sha256() + ", received " + digest);
+    throw ntk::InvalidArgument("upload checksum mismatch: header.sha256 " + header_.sha256() + ", received " +
+                               digest);
   info.Clear();
   info.set_name(header_.name());
   info.set_dtype(header_.dtype());
@@ -178,7 +193,8 @@ DatasetData decode_payload(const pb::DatasetInfo& info, std::span<const std::uin
     throw ntk::InvalidArgument("dataset " + info.name() + ": bad dtype or shape");
   std::int64_t need = checked_mul(checked_mul(n, d, "x"), elem, "x");
   if (info.has_labels()) need = checked_add(need, checked_mul(n, 8, "labels"), "x + labels");
-  if (info.has_targets()) need = checked_add(need, checked_mul(checked_mul(n, c, "targets"), elem, "targets"), "x + targets");
+  if (info.has_targets())
+    need = checked_add(need, checked_mul(checked_mul(n, c, "targets"), elem, "targets"), "x + targets");
   if (static_cast<std::int64_t>(payload.size()) != need)
     throw ntk::InvalidArgument("dataset " + info.name() + ": payload of " + std::to_string(payload.size()) +
                                " bytes, the shape needs " + std::to_string(need));
@@ -190,9 +206,12 @@ DatasetData decode_payload(const pb::DatasetInfo& info, std::span<const std::uin
     for (std::int64_t i = 0; i < n; ++i) {
       const auto l = read_le<std::int64_t>(rest + 8 * i);
       if (l < 0 || (info.num_classes() > 0 && l >= info.num_classes()))
-        throw ntk::InvalidArgument("labels[" + std::to_string(i) + "] = " + std::to_string(l) + " is outside [0, " +
-                                   (info.num_classes() > 0 ? std::to_string(info.num_classes()) : std::string("inf")) + ")");
-      if (l >= (1 << 20)) throw ntk::InvalidArgument("labels[" + std::to_string(i) + "] = " + std::to_string(l) + " is too large");
+        throw ntk::InvalidArgument(
+            "labels[" + std::to_string(i) + "] = " + std::to_string(l) + " is outside [0, " +
+            (info.num_classes() > 0 ? std::to_string(info.num_classes()) : std::string("inf")) + ")");
+      if (l >= (1 << 20))
+        throw ntk::InvalidArgument("labels[" + std::to_string(i) + "] = " + std::to_string(l) +
+                                   " is too large");
       data.labels[static_cast<std::size_t>(i)] = l;
     }
   }
@@ -204,7 +223,8 @@ DatasetData decode_payload(const pb::DatasetInfo& info, std::span<const std::uin
   return data;
 }
 
-std::vector<std::uint8_t> encode_dataset_file(const pb::DatasetInfo& info, std::span<const std::uint8_t> payload) {
+std::vector<std::uint8_t> encode_dataset_file(const pb::DatasetInfo& info,
+                                              std::span<const std::uint8_t> payload) {
   return encode_framed_file(kMagic, info.SerializeAsString(), payload);
 }
 

@@ -19,9 +19,9 @@ namespace pb = ::ntkserve::v1;
 
 // The decoded, validated contents of a dataset, in the form the core computes on.
 struct DatasetData {
-  ntk::Matrix<double> x;                // N x d
-  std::vector<std::int64_t> labels;     // N, when the dataset has labels
-  ntk::Matrix<double> targets;          // N x C, when it has soft targets
+  ntk::Matrix<double> x;             // N x d
+  std::vector<std::int64_t> labels;  // N, when the dataset has labels
+  ntk::Matrix<double> targets;       // N x C, when it has soft targets
   std::size_t bytes() const {
     return (x.size() + targets.size()) * sizeof(double) + labels.size() * sizeof(std::int64_t);
   }
@@ -62,7 +62,8 @@ inline constexpr std::int64_t kMaxChunkBytes = 1 << 20;
 // Decodes and validates a payload against its info (used on upload and when loading from disk).
 DatasetData decode_payload(const pb::DatasetInfo& info, std::span<const std::uint8_t> payload);
 
-std::vector<std::uint8_t> encode_dataset_file(const pb::DatasetInfo& info, std::span<const std::uint8_t> payload);
+std::vector<std::uint8_t> encode_dataset_file(const pb::DatasetInfo& info,
+                                              std::span<const std::uint8_t> payload);
 // Throws IoError (named file) for a bad magic, length or checksum.
 void decode_dataset_file(std::span<const std::uint8_t> file, const std::string& what, pb::DatasetInfo& info,
                          std::vector<std::uint8_t>& payload);

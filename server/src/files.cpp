@@ -18,7 +18,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 void fsync_directory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -184,7 +186,8 @@ void decode_framed_file(std::span<const std::uint8_t> file, const char (&magic)[
   header.assign(reinterpret_cast<const char*>(file.data() + 12), header_size);
   std::uint64_t payload_size = 0;
   std::memcpy(&payload_size, file.data() + 12 + header_size, 8);
-  if (12ull + header_size + 8 + payload_size + 4 != file.size()) throw ntk::IoError(what + ": truncated payload");
+  if (12ull + header_size + 8 + payload_size + 4 != file.size())
+    throw ntk::IoError(what + ": truncated payload");
   const auto* begin = file.data() + 12 + header_size + 8;
   payload.assign(begin, begin + payload_size);
 }

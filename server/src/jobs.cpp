@@ -5,7 +5,9 @@
 
 namespace ntkserver {
 
-bool is_final(pb::JobState s) { return s == pb::SUCCEEDED || s == pb::FAILED || s == pb::CANCELLED; }
+bool is_final(pb::JobState s) {
+  return s == pb::SUCCEEDED || s == pb::FAILED || s == pb::CANCELLED;
+}
 
 Job::Job(std::string tenant, std::string id, pb::FitRequest request)
     : tenant_(std::move(tenant)), id_(std::move(id)), request_(std::move(request)) {
@@ -43,15 +45,19 @@ bool Job::finished() const {
   return is_final(progress_.state());
 }
 
-JobQueue::JobQueue(Runner runner, int workers, int max_queued) : runner_(std::move(runner)), max_queued_(max_queued) {
+JobQueue::JobQueue(Runner runner, int workers, int max_queued)
+    : runner_(std::move(runner)), max_queued_(max_queued) {
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
-JobQueue::~JobQueue() { shutdown(std::chrono::milliseconds(0)); }
+JobQueue::~JobQueue() {
+  shutdown(std::chrono::milliseconds(0));
+}
 
 std::shared_ptr<Job> JobQueue::submit(std::shared_ptr<Job> job) {
   std::lock_guard lock(mutex_);
-  if (stopping_) throw ntk::Unavailable("the server is shutting down; retry on another replica or after restart");
+  if (stopping_)
+    throw ntk::Unavailable("the server is shutting down; retry on another replica or after restart");
   if (static_cast<int>(queue_.size()) >= max_queued_)
     throw ntk::ResourceExhausted("the fit queue is full (" + std::to_string(max_queued_) +
                                  " jobs waiting); retry later or raise --max-queued-jobs");

@@ -20,7 +20,9 @@ Reservation& Reservation::operator=(Reservation&& other) noexcept {
   return *this;
 }
 
-Reservation::~Reservation() { release(); }
+Reservation::~Reservation() {
+  release();
+}
 
 void Reservation::release() {
   if (budget_ && bytes_) budget_->give_back(bytes_);
@@ -55,10 +57,11 @@ Reservation MemoryBudget::reserve(std::uint64_t bytes, const std::string& what) 
     break;
   }
   std::lock_guard lock(mutex_);
-  throw ntk::ResourceExhausted(what + " needs " + std::to_string(bytes) + " bytes of memory, " +
-                               std::to_string(total_ - in_use_) + " of the budget's " + std::to_string(total_) +
-                               " bytes are available (free datasets or models, wait for running work, or raise "
-                               "--memory-budget)");
+  throw ntk::ResourceExhausted(
+      what + " needs " + std::to_string(bytes) + " bytes of memory, " + std::to_string(total_ - in_use_) +
+      " of the budget's " + std::to_string(total_) +
+      " bytes are available (free datasets or models, wait for running work, or raise "
+      "--memory-budget)");
 }
 
 std::uint64_t MemoryBudget::in_use() const {

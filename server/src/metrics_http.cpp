@@ -34,7 +34,8 @@ void write_all(int fd, const std::string& data) {
 MetricsEndpoint::MetricsEndpoint(const std::string& address, std::shared_ptr<prometheus::Registry> registry)
     : registry_(std::move(registry)) {
   const auto colon = address.rfind(':');
-  if (colon == std::string::npos) throw ntk::InvalidArgument("metrics address '" + address + "' is not HOST:PORT");
+  if (colon == std::string::npos)
+    throw ntk::InvalidArgument("metrics address '" + address + "' is not HOST:PORT");
   std::string host = address.substr(0, colon);
   const std::string port = address.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -43,7 +44,8 @@ MetricsEndpoint::MetricsEndpoint(const std::string& address, std::shared_ptr<pro
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
-  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found); rc != 0)
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0)
     throw ntk::Unavailable("cannot serve metrics on " + address + ": " + ::gai_strerror(rc));
   std::string why = "no address";
   for (addrinfo* a = found; a && listener_ < 0; a = a->ai_next) {
@@ -99,12 +101,14 @@ void MetricsEndpoint::answer(int connection) {
   const bool metrics = request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0 ||
                        request.rfind("GET / ", 0) == 0;
   if (!metrics) {
-    write_all(connection, "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n");
+    write_all(connection,
+              "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n");
     return;
   }
   const std::string body = prometheus::TextSerializer().Serialize(registry_->Collect());
-  write_all(connection, "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body);
+  write_all(connection,
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
 }  // namespace ntkserver

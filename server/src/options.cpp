@@ -17,7 +17,8 @@ const char* const kServerHelp =
     "  --data-dir DIR            datasets, models and jobs are kept here (default ./ntkserve-data)\n"
     "  --backend auto|cpu|cuda:N compute backend (default auto: the first CUDA device, else CPU)\n"
     "  --metrics HOST:PORT|off   Prometheus endpoint /metrics (default 127.0.0.1:9464)\n"
-    "  --config FILE.yaml        settings file (keys: the flag names with _ for -, tls: {cert, key, client_ca})\n"
+    "  --config FILE.yaml        settings file (keys: the flag names with _ for -, tls: {cert, key, "
+    "client_ca})\n"
     "  --token-file FILE         API tokens, one 'TOKEN TENANT' per line; unset: no authentication\n"
     "  --tls-cert F --tls-key F  serve TLS; --tls-client-ca F requires client certificates (mTLS)\n"
     "  --workers N               concurrent fit jobs (default 1)\n"
@@ -49,11 +50,20 @@ std::uint64_t parse_byte_size(const std::string& text, const std::string& what) 
   int shift = 0;
   if (suffix.size() == 1) {
     switch (std::toupper(static_cast<unsigned char>(suffix[0]))) {
-      case 'K': shift = 10; break;
-      case 'M': shift = 20; break;
-      case 'G': shift = 30; break;
-      case 'T': shift = 40; break;
-      default: shift = -1;
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        shift = -1;
     }
   } else if (!suffix.empty()) {
     shift = -1;
@@ -104,17 +114,20 @@ bool parse_bool(const std::string& v, const std::string& where) {
 // Setting name (flag spelling without the dashes) -> how to apply it.
 const std::map<std::string, Setter>& setters() {
   static const std::map<std::string, Setter> table = {
-      {"listen", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"listen",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          if (v.find(':') == std::string::npos)
            throw ntk::InvalidArgument(w + ": '" + v + "' is not HOST:PORT");
          o.listen = v;
        }},
-      {"data-dir", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"data-dir",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          if (v.empty()) throw ntk::InvalidArgument(w + ": empty directory");
          o.data_dir = v;
        }},
       {"backend", [](ServerOptions& o, const std::string& v, const std::string&) { o.backend = v; }},
-      {"metrics", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"metrics",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          if (v != "off" && !v.empty() && v.find(':') == std::string::npos)
            throw ntk::InvalidArgument(w + ": '" + v + "' is not HOST:PORT or off");
          o.metrics = v == "off" ? "" : v;
@@ -124,37 +137,32 @@ const std::map<std::string, Setter>& setters() {
       {"tls-key", [](ServerOptions& o, const std::string& v, const std::string&) { o.tls.key_file = v; }},
       {"tls-client-ca",
        [](ServerOptions& o, const std::string& v, const std::string&) { o.tls.client_ca_file = v; }},
-      {"workers", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.workers = parse_int(v, w, 1, 256);
-       }},
-      {"max-queued-jobs", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.max_queued_jobs = parse_int(v, w, 1, 1000000);
-       }},
-      {"predict-slots", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.predict_slots = parse_int(v, w, 1, 1024);
-       }},
-      {"threads", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.threads = parse_int(v, w, 0, 4096);
-       }},
-      {"memory-budget", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.memory_budget_bytes = parse_byte_size(v, w);
-       }},
-      {"evict", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.evict_idle_datasets = parse_bool(v, w);
-       }},
-      {"max-message-bytes", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"workers", [](ServerOptions& o, const std::string& v,
+                     const std::string& w) { o.workers = parse_int(v, w, 1, 256); }},
+      {"max-queued-jobs", [](ServerOptions& o, const std::string& v,
+                             const std::string& w) { o.max_queued_jobs = parse_int(v, w, 1, 1000000); }},
+      {"predict-slots", [](ServerOptions& o, const std::string& v,
+                           const std::string& w) { o.predict_slots = parse_int(v, w, 1, 1024); }},
+      {"threads", [](ServerOptions& o, const std::string& v,
+                     const std::string& w) { o.threads = parse_int(v, w, 0, 4096); }},
+      {"memory-budget", [](ServerOptions& o, const std::string& v,
+                           const std::string& w) { o.memory_budget_bytes = parse_byte_size(v, w); }},
+      {"evict", [](ServerOptions& o, const std::string& v,
+                   const std::string& w) { o.evict_idle_datasets = parse_bool(v, w); }},
+      {"max-message-bytes",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          const auto b = parse_byte_size(v, w);
-         if (b < 4096 || b > (1ull << 31) - 1)
-           throw ntk::InvalidArgument(w + ": must be in [4 KiB, 2 GiB)");
+         if (b < 4096 || b > (1ull << 31) - 1) throw ntk::InvalidArgument(w + ": must be in [4 KiB, 2 GiB)");
          o.max_message_bytes = static_cast<std::int64_t>(b);
        }},
-      {"max-dataset-bytes", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"max-dataset-bytes",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          o.max_dataset_bytes = static_cast<std::int64_t>(parse_byte_size(v, w));
        }},
-      {"shutdown-grace", [](ServerOptions& o, const std::string& v, const std::string& w) {
-         o.shutdown_grace_seconds = parse_seconds(v, w);
-       }},
-      {"log-level", [](ServerOptions& o, const std::string& v, const std::string& w) {
+      {"shutdown-grace", [](ServerOptions& o, const std::string& v,
+                            const std::string& w) { o.shutdown_grace_seconds = parse_seconds(v, w); }},
+      {"log-level",
+       [](ServerOptions& o, const std::string& v, const std::string& w) {
          if (v != "debug" && v != "info" && v != "warning" && v != "error" && v != "off")
            throw ntk::InvalidArgument(w + ": '" + v + "' is not debug|info|warning|error|off");
          o.log_level = v;
@@ -165,7 +173,8 @@ const std::map<std::string, Setter>& setters() {
 
 std::string env_name(const std::string& setting) {
   std::string name = "NTK_SERVER_";
-  for (char c : setting) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char c : setting)
+    name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return name;
 }
 
@@ -197,10 +206,14 @@ void apply_yaml(ServerOptions& o, const std::string& path) {
       for (const auto& t : entry.second) {
         const std::string k = t.first.as<std::string>();
         const std::string v = t.second.as<std::string>();
-        if (k == "cert") o.tls.cert_file = v;
-        else if (k == "key") o.tls.key_file = v;
-        else if (k == "client_ca") o.tls.client_ca_file = v;
-        else throw ntk::InvalidArgument(where + "." + k + ": unknown setting");
+        if (k == "cert")
+          o.tls.cert_file = v;
+        else if (k == "key")
+          o.tls.key_file = v;
+        else if (k == "client_ca")
+          o.tls.client_ca_file = v;
+        else
+          throw ntk::InvalidArgument(where + "." + k + ": unknown setting");
       }
       continue;
     }

@@ -20,12 +20,12 @@ struct ServerOptions {
   std::string metrics = "127.0.0.1:9464";  // empty or "off": no metrics endpoint
   std::string token_file;                  // empty: no authentication, everything in tenant "default"
   TlsOptions tls;
-  int workers = 1;               // concurrent fit jobs per device
-  int max_queued_jobs = 64;      // beyond: RESOURCE_EXHAUSTED
-  int predict_slots = 2;         // concurrent predictions (each holds one backend instance)
-  int threads = 0;               // CPU threads per computation (0: all)
-  std::uint64_t memory_budget_bytes = 0;  // 0: half the host's memory (CPU) / 90% of the device's
-  bool evict_idle_datasets = true;        // under memory pressure, drop idle datasets to disk
+  int workers = 1;                              // concurrent fit jobs per device
+  int max_queued_jobs = 64;                     // beyond: RESOURCE_EXHAUSTED
+  int predict_slots = 2;                        // concurrent predictions (each holds one backend instance)
+  int threads = 0;                              // CPU threads per computation (0: all)
+  std::uint64_t memory_budget_bytes = 0;        // 0: half the host's memory (CPU) / 90% of the device's
+  bool evict_idle_datasets = true;              // under memory pressure, drop idle datasets to disk
   std::int64_t max_message_bytes = 64ll << 20;  // largest single request message
   std::int64_t max_dataset_bytes = 16ll << 30;  // largest uploaded dataset
   double shutdown_grace_seconds = 30;           // SIGTERM: time in-flight calls get to finish

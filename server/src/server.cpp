@@ -26,8 +26,7 @@ std::string read_pem(const std::string& path, const char* what) {
 
 const char* const kServiceNames[] = {"ntkserve.v1.DatasetService", "ntkserve.v1.ModelService",
                                      "ntkserve.v1.PredictService", "ntkserve.v1.KernelService",
-                                     "ntkserve.v1.ServerService",
-                                     "inference.GRPCInferenceService"};
+                                     "ntkserve.v1.ServerService",  "inference.GRPCInferenceService"};
 
 }  // namespace
 
@@ -64,7 +63,8 @@ void Server::start() {
       ntk::log_warning("job " + pending.id + " not re-queued now (" + e.what() + "); it stays on disk");
     }
   }
-  if (requeued) ntk::log_info("re-queued " + std::to_string(requeued) + " fit job(s) interrupted by the last stop");
+  if (requeued)
+    ntk::log_info("re-queued " + std::to_string(requeued) + " fit job(s) interrupted by the last stop");
 
   datasets_ = std::make_unique<DatasetServiceImpl>(rt);
   models_ = std::make_unique<ModelServiceImpl>(rt);
@@ -83,14 +83,16 @@ void Server::start() {
                                               : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     ssl.pem_key_cert_pairs.push_back(
         {read_pem(options_.tls.key_file, "--tls-key"), read_pem(options_.tls.cert_file, "--tls-cert")});
-    if (!options_.tls.client_ca_file.empty()) ssl.pem_root_certs = read_pem(options_.tls.client_ca_file, "--tls-client-ca");
+    if (!options_.tls.client_ca_file.empty())
+      ssl.pem_root_certs = read_pem(options_.tls.client_ca_file, "--tls-client-ca");
     credentials = grpc::SslServerCredentials(ssl);
   } else {
     credentials = grpc::InsecureServerCredentials();
   }
   builder.AddListeningPort(options_.listen, credentials, &port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(std::max<std::int64_t>(options_.max_message_bytes, 64ll << 20)));
+  builder.SetMaxSendMessageSize(
+      static_cast<int>(std::max<std::int64_t>(options_.max_message_bytes, 64ll << 20)));
   builder.RegisterService(datasets_.get());
   builder.RegisterService(models_.get());
   builder.RegisterService(predict_.get());
@@ -103,12 +105,17 @@ void Server::start() {
   auto* health = server_->GetHealthCheckService();
   health->SetServingStatus(true);
   for (const char* name : kServiceNames) health->SetServingStatus(name, true);
-  ntk::log_info("ntk-server listening on " + options_.listen + " (port " + std::to_string(port_) + ", " +
-                (options_.tls.cert_file.empty() ? "plaintext" : options_.tls.client_ca_file.empty() ? "TLS" : "mutual TLS") +
-                ", " + (rt.tokens.enabled() ? std::to_string(rt.tokens.size()) + " API token(s)" : "no authentication") +
-                "), backend " + rt.backends.name() + " [" + rt.backends.description() + "], memory budget " +
-                std::to_string(rt.budget.total()) + " bytes, data " + options_.data_dir +
-                (options_.metrics.empty() ? "" : ", metrics on port " + std::to_string(rt.metrics.port()) + " (/metrics)"));
+  ntk::log_info(
+      "ntk-server listening on " + options_.listen + " (port " + std::to_string(port_) + ", " +
+      (options_.tls.cert_file.empty()        ? "plaintext"
+       : options_.tls.client_ca_file.empty() ? "TLS"
+                                             : "mutual TLS") +
+      ", " +
+      (rt.tokens.enabled() ? std::to_string(rt.tokens.size()) + " API token(s)" : "no authentication") +
+      "), backend " + rt.backends.name() + " [" + rt.backends.description() + "], memory budget " +
+      std::to_string(rt.budget.total()) + " bytes, data " + options_.data_dir +
+      (options_.metrics.empty() ? ""
+                                : ", metrics on port " + std::to_string(rt.metrics.port()) + " (/metrics)"));
 }
 
 void Server::wait() {
@@ -119,9 +126,11 @@ void Server::shutdown() {
   if (!server_ || !runtime_) return;
   Runtime& rt = *runtime_;
   if (rt.draining.exchange(true)) return;
-  ntk::log_info("shutting down: draining calls for up to " + std::to_string(options_.shutdown_grace_seconds) + " s");
+  ntk::log_info("shutting down: draining calls for up to " + std::to_string(options_.shutdown_grace_seconds) +
+                " s");
   server_->GetHealthCheckService()->Shutdown();
-  const auto grace = std::chrono::milliseconds(static_cast<long long>(options_.shutdown_grace_seconds * 1000));
+  const auto grace =
+      std::chrono::milliseconds(static_cast<long long>(options_.shutdown_grace_seconds * 1000));
   // Running fits get the same grace; whatever is left is interrupted (and re-run after a restart) so that
   // watchers see the end of their streams before the server stops.
   std::thread jobs_stop([&] { rt.jobs->shutdown(grace); });

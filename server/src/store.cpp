@@ -3,11 +3,11 @@
 #include <filesystem>
 
 #include "auth.hpp"
-#include "wire.hpp"
 #include "files.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/model_file.hpp"
+#include "wire.hpp"
 
 namespace ntkserver {
 
@@ -18,20 +18,22 @@ constexpr char kModelMagic[] = "NTKMSRV1";
 constexpr char kJobMagic[] = "NTKJOB01";
 
 void quarantine(const std::string& path, const std::string& why) {
-  ntk::log_warning("store: " + path + " is unreadable (" + why + "); moved to " + path + ".corrupt, not served");
+  ntk::log_warning("store: " + path + " is unreadable (" + why + "); moved to " + path +
+                   ".corrupt, not served");
   std::error_code ec;
   fs::rename(path, path + ".corrupt", ec);
 }
 }  // namespace
 
 std::int64_t unix_millis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 std::size_t model_bytes(const ntk::Model& m) {
-  return sizeof(double) * (m.x_train.size() + m.targets.size() + m.coefficients.size() + m.train_logits.size() +
-                           m.f0_train.size() + m.theta_factor.size());
+  return sizeof(double) * (m.x_train.size() + m.targets.size() + m.coefficients.size() +
+                           m.train_logits.size() + m.f0_train.size() + m.theta_factor.size());
 }
 
 pb::ModelInfo describe_model(const ntk::Model& m) {
@@ -57,7 +59,8 @@ std::vector<std::uint8_t> encode_model_file(const pb::ModelInfo& info, const ntk
   return encode_framed_file(kModelMagic, info.SerializeAsString(), bytes);
 }
 
-ntk::Model decode_model_file(std::span<const std::uint8_t> file, const std::string& what, pb::ModelInfo& info) {
+ntk::Model decode_model_file(std::span<const std::uint8_t> file, const std::string& what,
+                             pb::ModelInfo& info) {
   std::string header;
   std::vector<std::uint8_t> payload;
   decode_framed_file(file, kModelMagic, what, header, payload);
@@ -73,7 +76,9 @@ std::string Store::tenant_dir(const std::string& tenant) const {
   return data_dir_ + "/tenants/" + tenant;
 }
 
-Store::Tenant& Store::tenant(const std::string& name) { return tenants_[name]; }
+Store::Tenant& Store::tenant(const std::string& name) {
+  return tenants_[name];
+}
 
 const Store::Tenant* Store::find_tenant(const std::string& name) const {
   const auto it = tenants_.find(name);
@@ -83,7 +88,8 @@ const Store::Tenant* Store::find_tenant(const std::string& name) const {
 void Store::load_index() {
   make_directories(data_dir_ + "/tenants");
   const int swept = sweep_temporary_files(data_dir_);
-  if (swept) ntk::log_info("store: removed " + std::to_string(swept) + " partial file(s) of interrupted writes");
+  if (swept)
+    ntk::log_info("store: removed " + std::to_string(swept) + " partial file(s) of interrupted writes");
   std::lock_guard lock(mutex_);
   std::size_t datasets = 0, models = 0;
   for (const auto& entry : fs::directory_iterator(data_dir_ + "/tenants")) {
@@ -129,13 +135,13 @@ void Store::load_index() {
       }
     }
   }
-  ntk::log_info("store: " + data_dir_ + ": " + std::to_string(datasets) + " dataset(s), " + std::to_string(models) +
-                " model(s) in " + std::to_string(tenants_.size()) + " tenant(s)");
+  ntk::log_info("store: " + data_dir_ + ": " + std::to_string(datasets) + " dataset(s), " +
+                std::to_string(models) + " model(s) in " + std::to_string(tenants_.size()) + " tenant(s)");
 }
 
 pb::DatasetInfo Store::add_dataset(const std::string& tenant_name, pb::DatasetInfo info,
-                                   std::span<const std::uint8_t> payload, std::shared_ptr<const DatasetData> data,
-                                   Reservation data_memory) {
+                                   std::span<const std::uint8_t> payload,
+                                   std::shared_ptr<const DatasetData> data, Reservation data_memory) {
   const std::string dir = tenant_dir(tenant_name);
   const std::string path = dir + "/datasets/" + info.name() + ".ntkd";
   info.set_created_unix_ms(unix_millis());
@@ -147,7 +153,8 @@ pb::DatasetInfo Store::add_dataset(const std::string& tenant_name, pb::DatasetIn
   {
     std::lock_guard lock(mutex_);
     Tenant& t = tenant(tenant_name);
-    if (t.datasets.count(info.name())) throw ntk::AlreadyExists("dataset '" + info.name() + "' already exists");
+    if (t.datasets.count(info.name()))
+      throw ntk::AlreadyExists("dataset '" + info.name() + "' already exists");
     e->info = info;
     e->path = path;
     t.datasets[info.name()] = nullptr;  // claimed, not visible until written
@@ -171,7 +178,8 @@ pb::DatasetInfo Store::add_dataset(const std::string& tenant_name, pb::DatasetIn
   return e->info;
 }
 
-std::shared_ptr<Store::DatasetEntry> Store::find_dataset(const std::string& tenant_name, const std::string& name) const {
+std::shared_ptr<Store::DatasetEntry> Store::find_dataset(const std::string& tenant_name,
+                                                         const std::string& name) const {
   std::lock_guard lock(mutex_);
   const Tenant* t = find_tenant(tenant_name);
   if (t) {
@@ -223,7 +231,8 @@ std::shared_ptr<const DatasetData> Store::dataset(const std::string& tenant_name
     std::lock_guard lock(mutex_);
     if (e->data) return e->data;
   }
-  Reservation memory = budget_.reserve(static_cast<std::uint64_t>(e->info.bytes()), "loading dataset '" + name + "'");
+  Reservation memory =
+      budget_.reserve(static_cast<std::uint64_t>(e->info.bytes()), "loading dataset '" + name + "'");
   pb::DatasetInfo stored;
   std::vector<std::uint8_t> payload;
   decode_dataset_file(read_whole_file(e->path), e->path, stored, payload);
@@ -260,7 +269,8 @@ pb::ModelInfo Store::add_model(const std::string& tenant_name, pb::ModelInfo inf
   return info;
 }
 
-std::shared_ptr<Store::ModelEntry> Store::find_model(const std::string& tenant_name, const std::string& id) const {
+std::shared_ptr<Store::ModelEntry> Store::find_model(const std::string& tenant_name,
+                                                     const std::string& id) const {
   std::lock_guard lock(mutex_);
   if (const Tenant* t = find_tenant(tenant_name)) {
     const auto it = t->models.find(id);
@@ -298,7 +308,8 @@ std::shared_ptr<const ntk::Model> Store::model(const std::string& tenant_name, c
     if (e->model) return e->model;
   }
   pb::ModelInfo stored;
-  auto model = std::make_shared<const ntk::Model>(decode_model_file(read_whole_file(e->path), e->path, stored));
+  auto model =
+      std::make_shared<const ntk::Model>(decode_model_file(read_whole_file(e->path), e->path, stored));
   Reservation memory = budget_.reserve(model_bytes(*model), "loading model " + id);
   std::lock_guard lock(mutex_);
   e->model = model;
@@ -307,7 +318,8 @@ std::shared_ptr<const ntk::Model> Store::model(const std::string& tenant_name, c
   return model;
 }
 
-std::vector<std::uint8_t> Store::model_file_bytes(const std::string& tenant_name, const std::string& id) const {
+std::vector<std::uint8_t> Store::model_file_bytes(const std::string& tenant_name,
+                                                  const std::string& id) const {
   auto e = find_model(tenant_name, id);
   pb::ModelInfo info;
   std::string header;
@@ -323,7 +335,8 @@ void Store::delete_model(const std::string& tenant_name, const std::string& id) 
   tenant(tenant_name).models.erase(id);
 }
 
-void Store::save_job(const std::string& tenant_name, const std::string& id, const std::string& request_bytes) {
+void Store::save_job(const std::string& tenant_name, const std::string& id,
+                     const std::string& request_bytes) {
   const std::string dir = tenant_dir(tenant_name) + "/jobs";
   make_directories(dir);
   write_file_durably(dir + "/" + id + ".job", encode_framed_file(kJobMagic, request_bytes, {}));
@@ -386,7 +399,8 @@ std::uint64_t Store::reclaim(std::uint64_t missing) {
                                 return b;
                               }});
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.used < b.used; });
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) { return a.used < b.used; });
   for (auto& c : candidates) {
     if (freed >= missing) break;
     freed += c.evict();

@@ -27,8 +27,9 @@ class Store {
   void load_index();
 
   // Datasets. add_dataset writes the file durably, then indexes it; AlreadyExists when taken.
-  pb::DatasetInfo add_dataset(const std::string& tenant, pb::DatasetInfo info, std::span<const std::uint8_t> payload,
-                              std::shared_ptr<const DatasetData> data, Reservation data_memory);
+  pb::DatasetInfo add_dataset(const std::string& tenant, pb::DatasetInfo info,
+                              std::span<const std::uint8_t> payload, std::shared_ptr<const DatasetData> data,
+                              Reservation data_memory);
   std::vector<pb::DatasetInfo> list_datasets(const std::string& tenant) const;
   pb::DatasetInfo dataset_info(const std::string& tenant, const std::string& name) const;  // NotFound
   bool dataset_exists(const std::string& tenant, const std::string& name) const;
@@ -99,7 +100,8 @@ class Store {
 std::size_t model_bytes(const ntk::Model& model);
 pb::ModelInfo describe_model(const ntk::Model& model);
 std::vector<std::uint8_t> encode_model_file(const pb::ModelInfo& info, const ntk::Model& model);
-ntk::Model decode_model_file(std::span<const std::uint8_t> file, const std::string& what, pb::ModelInfo& info);
+ntk::Model decode_model_file(std::span<const std::uint8_t> file, const std::string& what,
+                             pb::ModelInfo& info);
 
 std::int64_t unix_millis();
 

@@ -31,7 +31,9 @@ void write(const fs::path& path, const void* data, std::size_t size) {
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
-void write(const fs::path& path, const std::vector<std::uint8_t>& bytes) { write(path, bytes.data(), bytes.size()); }
+void write(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
+  write(path, bytes.data(), bytes.size());
+}
 
 // Two interleaved spirals, n points in 2-D, labels in [0, classes).
 void points(int n, int classes, ntk::Matrix<double>& x, std::vector<std::int64_t>& labels) {
@@ -55,8 +57,8 @@ void model_seeds(const fs::path& dir) {
   points(20, 3, x, labels);
   ntk::FitSettings newton;
   newton.lambda = 1e-2;
-  const ntk::Model a = ntk::fit_classifier(backend, ntk::KernelSpec{}, x.view(), ntk::targets_from_labels(labels, 3, 0),
-                                           newton);
+  const ntk::Model a = ntk::fit_classifier(backend, ntk::KernelSpec{}, x.view(),
+                                           ntk::targets_from_labels(labels, 3, 0), newton);
   write(dir / "newton_relu.ntk", ntk::serialize_model(a));
 
   // 8 points, lambda = 0 with label smoothing, a deeper erf network and initial outputs f0: the
@@ -73,8 +75,8 @@ void model_seeds(const fs::path& dir) {
   closed.label_smoothing = 0.1;
   ntk::Matrix<double> f0(8, 2);
   for (std::size_t i = 0; i < f0.size(); ++i) f0.data()[i] = 0.01 * static_cast<double>(i % 5) - 0.02;
-  const ntk::Model b = ntk::fit_classifier(backend, erf, x.view(), ntk::targets_from_labels(labels, 2, 0.1), closed, {},
-                                           f0.view());
+  const ntk::Model b = ntk::fit_classifier(backend, erf, x.view(), ntk::targets_from_labels(labels, 2, 0.1),
+                                           closed, {}, f0.view());
   write(dir / "closed_form_erf_f0.ntk", ntk::serialize_model(b));
 
   // The server's model file (the store's framing and a ModelInfo header) around the first.
@@ -85,8 +87,8 @@ void model_seeds(const fs::path& dir) {
 }
 
 // One upload in upload_fuzz's format: u16 header length, header, then (u16 length, bytes) chunks.
-std::vector<std::uint8_t> upload_input(const pb::UploadHeader& header, const std::vector<std::uint8_t>& payload,
-                                       std::size_t chunk) {
+std::vector<std::uint8_t> upload_input(const pb::UploadHeader& header,
+                                       const std::vector<std::uint8_t>& payload, std::size_t chunk) {
   const std::string h = header.SerializeAsString();
   std::vector<std::uint8_t> out;
   auto u16 = [&](std::size_t v) {

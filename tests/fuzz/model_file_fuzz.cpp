@@ -30,7 +30,8 @@ void check_loaded_model(const ntk::Model& m) {
   std::vector<std::uint8_t> bytes;
   must("serialize_model(loaded model)", [&] { bytes = ntk::serialize_model(m); });
   ntk::Model again;
-  must("deserialize_model(serialize_model(loaded model))", [&] { again = ntk::deserialize_model(bytes, "fuzz"); });
+  must("deserialize_model(serialize_model(loaded model))",
+       [&] { again = ntk::deserialize_model(bytes, "fuzz"); });
   std::vector<std::uint8_t> bytes2;
   must("serialize_model(reloaded model)", [&] { bytes2 = ntk::serialize_model(again); });
   if (bytes2 != bytes) bug("model file", "save -> load -> save changed the bytes");
@@ -62,7 +63,8 @@ void load_model_file(std::span<const std::uint8_t> bytes) {
 void load_server_model_file(std::span<const std::uint8_t> file) {
   pb::ModelInfo info;
   ntk::Model m;
-  if (accepts("decode_model_file", [&] { m = ntkserver::decode_model_file(file, "fuzz", info); })) check_loaded_model(m);
+  if (accepts("decode_model_file", [&] { m = ntkserver::decode_model_file(file, "fuzz", info); }))
+    check_loaded_model(m);
 }
 
 }  // namespace

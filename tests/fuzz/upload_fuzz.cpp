@@ -41,15 +41,19 @@ bool same_bits(const ntk::Matrix<double>& a, const ntk::Matrix<double>& b) {
 void check_accepted_upload(const pb::UploadHeader& header, const ntkserver::UploadAssembler& assembler,
                            const pb::DatasetInfo& info, const ntkserver::DatasetData& data) {
   const auto& payload = assembler.payload();
-  if (static_cast<std::int64_t>(payload.size()) != assembler.expected()) bug("finish", "accepted a short payload");
+  if (static_cast<std::int64_t>(payload.size()) != assembler.expected())
+    bug("finish", "accepted a short payload");
   if (info.sha256() != ntkserver::sha256_hex(payload)) bug("finish", "info.sha256 is not the payload's");
   if (!header.sha256().empty() && header.sha256() != info.sha256()) bug("finish", "accepted a wrong sha256");
-  if (data.x.rows() != header.rows() || data.x.cols() != header.cols()) bug("finish", "x has the wrong shape");
+  if (data.x.rows() != header.rows() || data.x.cols() != header.cols())
+    bug("finish", "x has the wrong shape");
   if (data.labels.size() != (header.has_labels() ? static_cast<std::size_t>(header.rows()) : 0))
     bug("finish", "labels do not match the header");
-  if (header.has_targets() && (data.targets.rows() != header.rows() || data.targets.cols() != header.num_classes()))
+  if (header.has_targets() &&
+      (data.targets.rows() != header.rows() || data.targets.cols() != header.num_classes()))
     bug("finish", "targets have the wrong shape");
-  if (info.bytes() != static_cast<std::int64_t>(data.bytes())) bug("finish", "info.bytes is not the decoded size");
+  if (info.bytes() != static_cast<std::int64_t>(data.bytes()))
+    bug("finish", "info.bytes is not the decoded size");
 
   // What the store does with it: write the dataset file, later read it back and decode it.
   std::vector<std::uint8_t> file;
@@ -73,7 +77,8 @@ void fuzz_upload(const std::uint8_t* bytes, std::size_t size) {
   if (!header.ParseFromArray(header_bytes.data(), static_cast<int>(header_bytes.size()))) return;
 
   std::int64_t expected = -1;
-  if (!accepts("check_upload_header", [&] { expected = ntkserver::check_upload_header(header, kMaxBytes); })) {
+  if (!accepts("check_upload_header",
+               [&] { expected = ntkserver::check_upload_header(header, kMaxBytes); })) {
     // The assembler makes the same check and must refuse the same header.
     if (accepts("UploadAssembler(rejected header)", [&] { ntkserver::UploadAssembler a(header, kMaxBytes); }))
       bug("UploadAssembler", "accepted a header check_upload_header refuses");
@@ -83,7 +88,8 @@ void fuzz_upload(const std::uint8_t* bytes, std::size_t size) {
 
   std::optional<ntkserver::UploadAssembler> assembler;
   must("UploadAssembler(accepted header)", [&] { assembler.emplace(header, kMaxBytes); });
-  if (assembler->expected() != expected) bug("UploadAssembler", "expected() differs from check_upload_header");
+  if (assembler->expected() != expected)
+    bug("UploadAssembler", "expected() differs from check_upload_header");
 
   static const std::string oversized(static_cast<std::size_t>(ntkserver::kMaxChunkBytes) + 1, '\0');
   while (in.remaining() > 0) {
@@ -106,11 +112,14 @@ void fuzz_upload(const std::uint8_t* bytes, std::size_t size) {
 void decode_stored_dataset(std::span<const std::uint8_t> file) {
   pb::DatasetInfo info;
   std::vector<std::uint8_t> payload;
-  if (!accepts("decode_dataset_file", [&] { ntkserver::decode_dataset_file(file, "fuzz", info, payload); })) return;
+  if (!accepts("decode_dataset_file", [&] { ntkserver::decode_dataset_file(file, "fuzz", info, payload); }))
+    return;
   // Store::dataset decodes the payload of a file that passed decode_dataset_file.
   ntkserver::DatasetData data;
-  if (!accepts("decode_payload(stored file)", [&] { data = ntkserver::decode_payload(info, payload); })) return;
-  if (data.x.rows() != info.rows() || data.x.cols() != info.cols()) bug("decode_payload", "x has the wrong shape");
+  if (!accepts("decode_payload(stored file)", [&] { data = ntkserver::decode_payload(info, payload); }))
+    return;
+  if (data.x.rows() != info.rows() || data.x.cols() != info.cols())
+    bug("decode_payload", "x has the wrong shape");
   std::vector<std::uint8_t> again;
   must("encode_dataset_file(decoded file)", [&] { again = ntkserver::encode_dataset_file(info, payload); });
   pb::DatasetInfo info2;
@@ -124,7 +133,9 @@ void fuzz_dataset_file(const std::uint8_t* bytes, std::size_t size) {
   decode_stored_dataset({bytes, size});
   std::string header;
   std::vector<std::uint8_t> payload;
-  (void)accepts("decode_framed_file", [&] { ntkserver::decode_framed_file({bytes, size}, "NTKDSET1", "fuzz", header, payload); });
+  (void)accepts("decode_framed_file", [&] {
+    ntkserver::decode_framed_file({bytes, size}, "NTKDSET1", "fuzz", header, payload);
+  });
   std::vector<std::uint8_t> fixed(bytes, bytes + size);
   ntkfuzz::fix_trailing_crc(fixed);
   decode_stored_dataset(fixed);

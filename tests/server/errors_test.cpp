@@ -36,8 +36,12 @@ grpc::Status raw_upload(ntkclient::Client& client, const RawUpload& u) {
   return writer->Finish();
 }
 
-std::string doubles(std::vector<double> v) { return {reinterpret_cast<const char*>(v.data()), v.size() * 8}; }
-std::string int64s(std::vector<std::int64_t> v) { return {reinterpret_cast<const char*>(v.data()), v.size() * 8}; }
+std::string doubles(std::vector<double> v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size() * 8};
+}
+std::string int64s(std::vector<std::int64_t> v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size() * 8};
+}
 
 pb::UploadHeader header(const std::string& name, std::int64_t rows, std::int64_t cols, bool labels = true) {
   pb::UploadHeader h;
@@ -94,7 +98,8 @@ TEST_F(Errors, BadUploadsAreRejectedWithTheFieldNamedAndNothingStored) {
   auto ht = header("a", 2, 1, false);
   ht.set_has_targets(true);
   ht.set_num_classes(2);
-  expect(raw_upload(client_, {ht, {doubles({1, 2}) + doubles({0.5, 0.5, 0.9, 0.3})}}), C::INVALID_ARGUMENT, "");
+  expect(raw_upload(client_, {ht, {doubles({1, 2}) + doubles({0.5, 0.5, 0.9, 0.3})}}), C::INVALID_ARGUMENT,
+         "");
   auto huge = header("a", 1ll << 40, 1ll << 20);
   expect(raw_upload(client_, {huge, {}}), C::INVALID_ARGUMENT, "overflow");
   auto big = header("a", 1ll << 30, 64);
@@ -162,7 +167,8 @@ TEST_F(Errors, NamesFitsAndPredictionsAreChecked) {
 }
 
 TEST(Queue, QueuedJobsBeyondTheLimitAreRefused) {
-  ntktest::ServerProcess server(ntktest::temporary_directory("queue2"), {"--workers", "1", "--max-queued-jobs", "1"});
+  ntktest::ServerProcess server(ntktest::temporary_directory("queue2"),
+                                {"--workers", "1", "--max-queued-jobs", "1"});
   ntkclient::Client client(server.client_options());
   const auto x = random_inputs(1200, 10, 1);
   const auto y = random_labels(1200, 10, 2);
@@ -258,7 +264,8 @@ TEST(Auth, TokensMapToTenantsAndTenantsAreIsolated) {
 }
 
 TEST(Budget, WorkThatDoesNotFitIsRefusedWithBytesNeededAndAvailable) {
-  ntktest::ServerProcess server(ntktest::temporary_directory("budget"), {"--memory-budget", "3500K", "--no-evict"});
+  ntktest::ServerProcess server(ntktest::temporary_directory("budget"),
+                                {"--memory-budget", "3500K", "--no-evict"});
   ntkclient::Client client(server.client_options());
   const auto small = random_inputs(1000, 100, 1);  // 0.8 MB decoded + 0.8 MB staging
   client.upload("small", small.view(), nullptr);

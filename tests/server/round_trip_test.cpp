@@ -33,7 +33,9 @@ bool bitwise_equal(const ntk::Matrix<double>& a, const ntk::Matrix<double>& b) {
 
 class RoundTrip : public ::testing::Test {
  protected:
-  RoundTrip() : server_(ntktest::temporary_directory("roundtrip"), {"--threads", "2"}), client_(server_.client_options()) {}
+  RoundTrip()
+      : server_(ntktest::temporary_directory("roundtrip"), {"--threads", "2"}),
+        client_(server_.client_options()) {}
   ntktest::ServerProcess server_;
   ntkclient::Client client_;
 };
@@ -61,7 +63,8 @@ TEST_F(RoundTrip, FitAndPredictEqualTheInProcessLibraryBitForBit) {
   ntk::FitSettings settings;
   settings.lambda = 1e-2;
   settings.solver = ntk::SolverKind::matrix_free;
-  const ntk::Model local = ntk::fit_classifier(*backend, spec, x.view(), ntk::targets_from_labels(y, 4, 0), settings);
+  const ntk::Model local =
+      ntk::fit_classifier(*backend, spec, x.view(), ntk::targets_from_labels(y, 4, 0), settings);
 
   // The exported model file holds the same coefficients.
   const ntk::Model remote = ntk::deserialize_model(client_.export_model(job.model_id()), "exported");
@@ -96,7 +99,8 @@ TEST_F(RoundTrip, FitAndPredictEqualTheInProcessLibraryBitForBit) {
   const auto lu = ntk::predict_uncertainty(*backend, local, t.view(), uo);
   EXPECT_TRUE(bitwise_equal(pu.logit_var, lu.logit_var));
   ASSERT_EQ(pu.mutual_info.size(), 77u);
-  for (std::size_t i = 0; i < 77; ++i) EXPECT_EQ(pu.mutual_info[i], lu.mutual_info(static_cast<std::int64_t>(i), 0));
+  for (std::size_t i = 0; i < 77; ++i)
+    EXPECT_EQ(pu.mutual_info[i], lu.mutual_info(static_cast<std::int64_t>(i), 0));
 
   // A dataset id as the test input gives the same rows as sending them inline.
   client_.upload("test", t.view(), nullptr);

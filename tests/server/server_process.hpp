@@ -21,7 +21,8 @@ namespace ntktest {
 
 inline std::string temporary_directory(const std::string& tag) {
   std::mt19937_64 rng{std::random_device{}()};
-  auto dir = std::filesystem::temp_directory_path() / ("ntk-" + tag + "-" + std::to_string(rng() % 1000000000));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ntk-" + tag + "-" + std::to_string(rng() % 1000000000));
   std::filesystem::create_directories(dir);
   return dir.string();
 }
@@ -30,7 +31,8 @@ class ServerProcess {
  public:
   // Starts ntk-server with `--listen 127.0.0.1:0 --data-dir DIR --metrics off` plus `extra`, and waits
   // until it prints its port.
-  explicit ServerProcess(std::string data_dir, std::vector<std::string> extra = {}) : data_dir_(std::move(data_dir)) {
+  explicit ServerProcess(std::string data_dir, std::vector<std::string> extra = {})
+      : data_dir_(std::move(data_dir)) {
     start(std::move(extra));
   }
   ~ServerProcess() { stop(SIGKILL); }
@@ -46,8 +48,8 @@ class ServerProcess {
       dup2(out[1], 1);
       close(out[0]);
       close(out[1]);
-      std::vector<std::string> args = {NTK_SERVER_BINARY, "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
-                                       "--log-level", "warning"};
+      std::vector<std::string> args = {NTK_SERVER_BINARY, "--listen",    "127.0.0.1:0", "--data-dir",
+                                       data_dir_,         "--log-level", "warning"};
       bool metrics = false;
       for (const auto& e : extra) metrics = metrics || e == "--metrics";
       if (!metrics) args.insert(args.end(), {"--metrics", "off"});
@@ -77,7 +79,8 @@ class ServerProcess {
       int status = 0;
       waitpid(pid_, &status, 0);
       pid_ = -1;
-      throw std::runtime_error("ntk-server did not start (exit status " + std::to_string(WEXITSTATUS(status)) + ")");
+      throw std::runtime_error("ntk-server did not start (exit status " +
+                               std::to_string(WEXITSTATUS(status)) + ")");
     }
   }
 

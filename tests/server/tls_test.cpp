@@ -15,10 +15,12 @@ bool make_certificates(const std::string& dir) {
   {
     std::ofstream out(script);
     out << "set -e\ncd '" << dir << "'\n"
-        << "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=ntk-test-ca\n"
+        << "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "
+           "/CN=ntk-test-ca\n"
         << "for who in server client; do\n"
         << "  openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj /CN=localhost\n"
-        << "  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > $who.ext\n"
+        << "  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
+           "> $who.ext\n"
         << "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 "
            "-extfile $who.ext\n"
         << "done\n";
@@ -29,7 +31,8 @@ bool make_certificates(const std::string& dir) {
 TEST(Tls, EncryptedChannelsWorkAndPlaintextIsRefused) {
   const std::string dir = ntktest::temporary_directory("tls");
   if (!make_certificates(dir)) GTEST_SKIP() << "openssl is not available to make test certificates";
-  ntktest::ServerProcess server(dir + "/data", {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key"});
+  ntktest::ServerProcess server(dir + "/data",
+                                {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key"});
   auto options = server.client_options();
   options.retries = 0;
   options.timeout_seconds = 5;
@@ -48,8 +51,8 @@ TEST(Tls, EncryptedChannelsWorkAndPlaintextIsRefused) {
 TEST(Tls, MutualTlsRequiresAClientCertificateSignedByTheCa) {
   const std::string dir = ntktest::temporary_directory("mtls");
   if (!make_certificates(dir)) GTEST_SKIP() << "openssl is not available to make test certificates";
-  ntktest::ServerProcess server(dir + "/data", {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key",
-                                                "--tls-client-ca", dir + "/ca.pem"});
+  ntktest::ServerProcess server(dir + "/data", {"--tls-cert", dir + "/server.pem", "--tls-key",
+                                                dir + "/server.key", "--tls-client-ca", dir + "/ca.pem"});
   auto options = server.client_options();
   options.retries = 0;
   options.timeout_seconds = 5;

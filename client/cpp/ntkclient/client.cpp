@@ -22,17 +22,27 @@ namespace {
 ntk::ErrorCode error_code_for(grpc::StatusCode s) {
   switch (s) {
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE: return ntk::ErrorCode::invalid_argument;
-    case grpc::StatusCode::NOT_FOUND: return ntk::ErrorCode::not_found;
-    case grpc::StatusCode::ALREADY_EXISTS: return ntk::ErrorCode::already_exists;
-    case grpc::StatusCode::FAILED_PRECONDITION: return ntk::ErrorCode::failed_precondition;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return ntk::ErrorCode::resource_exhausted;
-    case grpc::StatusCode::UNAVAILABLE: return ntk::ErrorCode::unavailable;
-    case grpc::StatusCode::CANCELLED: return ntk::ErrorCode::cancelled;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return ntk::ErrorCode::deadline_exceeded;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return ntk::ErrorCode::invalid_argument;
+    case grpc::StatusCode::NOT_FOUND:
+      return ntk::ErrorCode::not_found;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return ntk::ErrorCode::already_exists;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return ntk::ErrorCode::failed_precondition;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return ntk::ErrorCode::resource_exhausted;
+    case grpc::StatusCode::UNAVAILABLE:
+      return ntk::ErrorCode::unavailable;
+    case grpc::StatusCode::CANCELLED:
+      return ntk::ErrorCode::cancelled;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return ntk::ErrorCode::deadline_exceeded;
     case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED: return ntk::ErrorCode::failed_precondition;
-    default: return ntk::ErrorCode::internal;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return ntk::ErrorCode::failed_precondition;
+    default:
+      return ntk::ErrorCode::internal;
   }
 }
 
@@ -53,7 +63,8 @@ constexpr std::size_t kChunk = 1 << 20;
 }  // namespace
 
 RpcError::RpcError(grpc::StatusCode status, const std::string& message)
-    : ntk::Error(error_code_for(status), std::string(ntkwire::status_code_name(status)) + ": " + message), status_(status) {}
+    : ntk::Error(error_code_for(status), std::string(ntkwire::status_code_name(status)) + ": " + message),
+      status_(status) {}
 
 Client::Client(ClientOptions options) : options_(std::move(options)) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
@@ -119,7 +130,8 @@ pb::DatasetInfo Client::upload(const std::string& name, ntk::ConstMatrixView<dou
   pb::Matrix xm;
   ntkwire::encode_matrix(x, dtype == pb::FLOAT32, &xm);
   std::string payload = std::move(*xm.mutable_data());
-  if (labels) payload.append(reinterpret_cast<const char*>(labels->data()), labels->size() * sizeof(std::int64_t));
+  if (labels)
+    payload.append(reinterpret_cast<const char*>(labels->data()), labels->size() * sizeof(std::int64_t));
   if (!targets.empty()) {
     pb::Matrix tm;
     ntkwire::encode_matrix(targets, dtype == pb::FLOAT32, &tm);
@@ -190,8 +202,8 @@ pb::DatasetInfo Client::upload_npy(const std::string& name, const std::string& x
   }
   ntk::Matrix<double> targets;
   if (targets_path) targets = as_matrix(ntk::read_npy(*targets_path), *targets_path);
-  return upload(name, x.view(), labels_path ? &labels : nullptr, targets_path ? targets.view() : ntk::ConstMatrixView<double>{},
-                dtype, num_classes, progress);
+  return upload(name, x.view(), labels_path ? &labels : nullptr,
+                targets_path ? targets.view() : ntk::ConstMatrixView<double>{}, dtype, num_classes, progress);
 }
 
 std::vector<pb::DatasetInfo> Client::list_datasets() {
@@ -222,7 +234,8 @@ pb::FitJob Client::fit(const pb::FitRequest& request) {
   return job;
 }
 
-pb::FitProgress Client::watch(const std::string& job_id, const std::function<void(const pb::FitProgress&)>& on_progress) {
+pb::FitProgress Client::watch(const std::string& job_id,
+                              const std::function<void(const pb::FitProgress&)>& on_progress) {
   pb::WatchFitRequest req;
   req.set_job_id(job_id);
   pb::FitProgress last;
@@ -238,7 +251,8 @@ pb::FitProgress Client::watch(const std::string& job_id, const std::function<voi
     }
     return reader->Finish();
   });
-  if (!done) throw RpcError(grpc::StatusCode::UNAVAILABLE, "the progress stream of " + job_id + " ended early");
+  if (!done)
+    throw RpcError(grpc::StatusCode::UNAVAILABLE, "the progress stream of " + job_id + " ended early");
   return last;
 }
 
@@ -293,7 +307,8 @@ pb::ModelInfo Client::import_model(const std::vector<std::uint8_t>& file) {
     auto writer = models_->ImportModel(ctx.get(), &info);
     for (std::size_t offset = 0; offset < file.size(); offset += kChunk) {
       pb::ModelChunk chunk;
-      chunk.set_data(reinterpret_cast<const char*>(file.data() + offset), std::min(kChunk, file.size() - offset));
+      chunk.set_data(reinterpret_cast<const char*>(file.data() + offset),
+                     std::min(kChunk, file.size() - offset));
       if (!writer->Write(chunk)) break;
     }
     writer->WritesDone();
@@ -360,7 +375,8 @@ void apply(const PredictOptions& o, pb::PredictRequest& r) {
 }
 }  // namespace
 
-Prediction Client::predict(const std::string& model_id, ntk::ConstMatrixView<double> x, const PredictOptions& options) {
+Prediction Client::predict(const std::string& model_id, ntk::ConstMatrixView<double> x,
+                           const PredictOptions& options) {
   pb::PredictRequest r;
   r.set_model_id(model_id);
   ntkwire::encode_matrix(x, false, r.mutable_x());
@@ -377,8 +393,8 @@ Prediction Client::predict_dataset(const std::string& model_id, const std::strin
   return collect(r);
 }
 
-ntk::Matrix<double> Client::kernel(const pb::KernelSpec& spec, pb::KernelKind kind, ntk::ConstMatrixView<double> x1,
-                                   ntk::ConstMatrixView<double> x2) {
+ntk::Matrix<double> Client::kernel(const pb::KernelSpec& spec, pb::KernelKind kind,
+                                   ntk::ConstMatrixView<double> x1, ntk::ConstMatrixView<double> x2) {
   pb::ComputeKernelRequest r;
   *r.mutable_spec() = spec;
   r.set_kind(kind);

@@ -30,9 +30,9 @@ struct ClientOptions {
   std::string tls_ca_file;    // PEM roots to verify the server (empty: the system's)
   std::string tls_cert_file;  // client certificate for mutual TLS
   std::string tls_key_file;
-  std::string tls_server_name;  // override the name checked in the server's certificate
-  double timeout_seconds = 0;   // deadline of each call (0: none; streams: the whole stream)
-  int retries = 4;              // attempts after the first, on UNAVAILABLE, for calls safe to repeat
+  std::string tls_server_name;   // override the name checked in the server's certificate
+  double timeout_seconds = 0;    // deadline of each call (0: none; streams: the whole stream)
+  int retries = 4;               // attempts after the first, on UNAVAILABLE, for calls safe to repeat
   double backoff_seconds = 0.1;  // first wait; doubles each attempt (with jitter), at most 5 s
 };
 
@@ -89,7 +89,8 @@ class Client {
   pb::FitJob fit(const pb::FitRequest& request);
   // Streams the job's progress to `on_progress` until it ends; returns the final state. Reconnects
   // (retries) when the stream breaks with UNAVAILABLE.
-  pb::FitProgress watch(const std::string& job_id, const std::function<void(const pb::FitProgress&)>& on_progress = {});
+  pb::FitProgress watch(const std::string& job_id,
+                        const std::function<void(const pb::FitProgress&)>& on_progress = {});
   pb::FitProgress cancel(const std::string& job_id);
 
   // Models.
@@ -100,8 +101,10 @@ class Client {
   pb::ModelInfo import_model(const std::vector<std::uint8_t>& model_file);
 
   // Predictions (streamed, reassembled in order).
-  Prediction predict(const std::string& model_id, ntk::ConstMatrixView<double> x, const PredictOptions& options = {});
-  Prediction predict_dataset(const std::string& model_id, const std::string& dataset, const PredictOptions& options = {});
+  Prediction predict(const std::string& model_id, ntk::ConstMatrixView<double> x,
+                     const PredictOptions& options = {});
+  Prediction predict_dataset(const std::string& model_id, const std::string& dataset,
+                             const PredictOptions& options = {});
 
   // K(x1, x2) (x2 empty: x1), assembled from the streamed tiles.
   ntk::Matrix<double> kernel(const pb::KernelSpec& spec, pb::KernelKind kind, ntk::ConstMatrixView<double> x1,
@@ -129,6 +132,5 @@ class Client {
   std::unique_ptr<pb::PredictService::Stub> predict_;
   std::unique_ptr<pb::KernelService::Stub> kernel_;
 };
-
 
 }  // namespace ntkclient

@@ -19,8 +19,8 @@ bool is_remote_command(const std::string& command);
 const char* remote_help(const std::string& command);
 
 // Accuracy, NLL, Brier, ECE and the reliability table of predicted probabilities, as text or JSON.
-int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::int64_t>& labels, int bins, bool json,
-                      bool with_uncertainty);
+int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::int64_t>& labels, int bins,
+                      bool json, bool with_uncertainty);
 
 extern const char* const kKernelHelp;
 extern const char* const kFitHelp;

@@ -1,7 +1,7 @@
 // ntkctl: command-line client of ntkserve. Subcommands run in-process (SPEC section 4).
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <set>
@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "ntk/errors.hpp"
-#include "ntkctl/arch_flags.hpp"
 #include "ntkclient/client.hpp"
+#include "ntkctl/arch_flags.hpp"
 #include "ntkctl/commands.hpp"
 
 namespace {
@@ -81,8 +81,10 @@ int main(int argc, char** argv) {
         case grpc::StatusCode::DEADLINE_EXCEEDED:
         case grpc::StatusCode::INTERNAL:
         case grpc::StatusCode::UNKNOWN:
-        case grpc::StatusCode::CANCELLED: return 1;
-        default: return 2;
+        case grpc::StatusCode::CANCELLED:
+          return 1;
+        default:
+          return 2;
       }
     } catch (const ntk::Error& e) {
       std::fprintf(stderr, "ntkctl: error: %s\n", e.what());

@@ -147,8 +147,8 @@ int run_evaluate(Args& args) {
   return report_evaluation(u, labels, bins, json, r.uncertainty.mode != ntk::UncertaintyMode::none);
 }
 
-int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::int64_t>& labels, int bins, bool json,
-                      bool with_uncertainty) {
+int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::int64_t>& labels, int bins,
+                      bool json, bool with_uncertainty) {
   ntk::ClassificationMetrics m;
   try {
     m = ntk::evaluate_probabilities(u.mean_probs.view(), labels, bins);
@@ -162,8 +162,7 @@ int report_evaluation(const ntk::UncertaintyResult& u, const std::vector<std::in
   if (json) {
     std::printf("{\"count\": %lld, \"accuracy\": %.17g, \"nll\": %.17g, \"brier\": %.17g, \"ece\": %.17g",
                 static_cast<long long>(m.count), m.accuracy, m.nll, m.brier, m.ece);
-    if (with_uncertainty)
-      std::printf(", \"mean_mutual_info\": %.17g", mean_mi);
+    if (with_uncertainty) std::printf(", \"mean_mutual_info\": %.17g", mean_mi);
     std::printf(", \"reliability\": [");
     for (std::size_t b = 0; b < m.reliability.size(); ++b) {
       const auto& bin = m.reliability[b];

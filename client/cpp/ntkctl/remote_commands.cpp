@@ -56,24 +56,32 @@ ntkclient::ClientOptions client_options(Args& args, const std::string& server) {
 std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    if (c == '"' || c == '\\')
+      out += '\\', out += static_cast<char>(c);
     else if (c < 0x20) {
       char b[8];
       std::snprintf(b, sizeof b, "\\u%04x", c);
       out += b;
-    } else out += static_cast<char>(c);
+    } else
+      out += static_cast<char>(c);
   }
   return out + "\"";
 }
 
 const char* state_name(pb::JobState s) {
   switch (s) {
-    case pb::QUEUED: return "queued";
-    case pb::RUNNING: return "running";
-    case pb::SUCCEEDED: return "succeeded";
-    case pb::FAILED: return "failed";
-    case pb::CANCELLED: return "cancelled";
-    default: return "unknown";
+    case pb::QUEUED:
+      return "queued";
+    case pb::RUNNING:
+      return "running";
+    case pb::SUCCEEDED:
+      return "succeeded";
+    case pb::FAILED:
+      return "failed";
+    case pb::CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
   }
 }
 
@@ -82,65 +90,77 @@ void show_progress(const pb::FitProgress& p, bool tty) {
   char line[256];
   // Residual 1e2 (a typical start) is an empty bar, 1e-10 (the default tolerance) a full one.
   double fraction = 0;
-  if (p.newton_step() > 0 && p.residual() > 0) fraction = std::clamp((2 - std::log10(p.residual())) / 12, 0.0, 1.0);
+  if (p.newton_step() > 0 && p.residual() > 0)
+    fraction = std::clamp((2 - std::log10(p.residual())) / 12, 0.0, 1.0);
   if (p.state() == pb::SUCCEEDED) fraction = 1;
   const int width = 24, filled = static_cast<int>(fraction * width + 0.5);
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(width, '.');
   char eta[32] = "";
-  if (p.estimated_remaining_seconds() > 0) std::snprintf(eta, sizeof eta, " eta %.1fs", p.estimated_remaining_seconds());
+  if (p.estimated_remaining_seconds() > 0)
+    std::snprintf(eta, sizeof eta, " eta %.1fs", p.estimated_remaining_seconds());
   std::snprintf(line, sizeof line, "%-9s [%s] %-8s step %3d  residual %.2e  %6.2fs%s", state_name(p.state()),
                 bar.c_str(), p.phase().c_str(), p.newton_step(), p.residual(), p.elapsed_seconds(), eta);
-  if (tty) std::fprintf(stderr, "\r%-100s", line);
-  else std::fprintf(stderr, "%s\n", line);
+  if (tty)
+    std::fprintf(stderr, "\r%-100s", line);
+  else
+    std::fprintf(stderr, "%s\n", line);
   if (tty && (p.state() == pb::SUCCEEDED || p.state() == pb::FAILED || p.state() == pb::CANCELLED))
     std::fputc('\n', stderr);
 }
 
 pb::KernelSpec wire_spec(const Architecture& a) {
-  return ntkwire::to_proto(a.spec, a.dtype == ComputeDType::float32 ? ntk::ComputeType::float32
-                                                                     : ntk::ComputeType::float64);
+  return ntkwire::to_proto(
+      a.spec, a.dtype == ComputeDType::float32 ? ntk::ComputeType::float32 : ntk::ComputeType::float64);
 }
 
 std::string random_dataset_name() {
   std::mt19937_64 rng{std::random_device{}()};
   char buf[32];
-  std::snprintf(buf, sizeof buf, "upload-%012llx", static_cast<unsigned long long>(rng() & 0xffffffffffffull));
+  std::snprintf(buf, sizeof buf, "upload-%012llx",
+                static_cast<unsigned long long>(rng() & 0xffffffffffffull));
   return buf;
 }
 
 void print_dataset(const pb::DatasetInfo& d, bool json, bool first) {
   if (json) {
-    std::printf("%s{\"name\": %s, \"rows\": %lld, \"cols\": %lld, \"dtype\": \"%s\", \"labels\": %s, \"targets\": %s, "
-                "\"num_classes\": %lld, \"bytes\": %lld, \"resident\": %s, \"sha256\": \"%s\"}",
-                first ? "" : ", ", json_string(d.name()).c_str(), static_cast<long long>(d.rows()),
-                static_cast<long long>(d.cols()), d.dtype() == pb::FLOAT32 ? "float32" : "float64",
-                d.has_labels() ? "true" : "false", d.has_targets() ? "true" : "false",
-                static_cast<long long>(d.num_classes()), static_cast<long long>(d.bytes()), d.resident() ? "true" : "false",
-                d.sha256().c_str());
+    std::printf(
+        "%s{\"name\": %s, \"rows\": %lld, \"cols\": %lld, \"dtype\": \"%s\", \"labels\": %s, \"targets\": "
+        "%s, "
+        "\"num_classes\": %lld, \"bytes\": %lld, \"resident\": %s, \"sha256\": \"%s\"}",
+        first ? "" : ", ", json_string(d.name()).c_str(), static_cast<long long>(d.rows()),
+        static_cast<long long>(d.cols()), d.dtype() == pb::FLOAT32 ? "float32" : "float64",
+        d.has_labels() ? "true" : "false", d.has_targets() ? "true" : "false",
+        static_cast<long long>(d.num_classes()), static_cast<long long>(d.bytes()),
+        d.resident() ? "true" : "false", d.sha256().c_str());
   } else {
     std::printf("%-32s %8lld x %-6lld %-7s %-7s C=%-4lld %10.1f MiB %s\n", d.name().c_str(),
                 static_cast<long long>(d.rows()), static_cast<long long>(d.cols()),
                 d.dtype() == pb::FLOAT32 ? "float32" : "float64",
-                d.has_labels() ? "labels" : d.has_targets() ? "targets" : "-", static_cast<long long>(d.num_classes()),
-                static_cast<double>(d.bytes()) / (1 << 20), d.resident() ? "resident" : "on disk");
+                d.has_labels()    ? "labels"
+                : d.has_targets() ? "targets"
+                                  : "-",
+                static_cast<long long>(d.num_classes()), static_cast<double>(d.bytes()) / (1 << 20),
+                d.resident() ? "resident" : "on disk");
   }
 }
 
 void print_model(const pb::ModelInfo& m, bool json, bool first) {
   if (json) {
-    std::printf("%s{\"model\": \"%s\", \"dataset\": %s, \"lambda\": %.17g, \"solver\": \"%s\", \"converged\": %s, "
-                "\"newton_steps\": %d, \"residual\": %.17g, \"fit_seconds\": %.6g, \"train_rows\": %lld, \"cols\": %lld, "
-                "\"num_classes\": %lld, \"bytes\": %lld}",
-                first ? "" : ", ", m.model_id().c_str(), json_string(m.dataset()).c_str(), m.lambda(),
-                m.solver_used().c_str(), m.converged() ? "true" : "false", m.newton_steps(), m.residual(),
-                m.fit_seconds(), static_cast<long long>(m.train_rows()), static_cast<long long>(m.cols()),
-                static_cast<long long>(m.num_classes()), static_cast<long long>(m.bytes()));
+    std::printf(
+        "%s{\"model\": \"%s\", \"dataset\": %s, \"lambda\": %.17g, \"solver\": \"%s\", \"converged\": %s, "
+        "\"newton_steps\": %d, \"residual\": %.17g, \"fit_seconds\": %.6g, \"train_rows\": %lld, \"cols\": "
+        "%lld, "
+        "\"num_classes\": %lld, \"bytes\": %lld}",
+        first ? "" : ", ", m.model_id().c_str(), json_string(m.dataset()).c_str(), m.lambda(),
+        m.solver_used().c_str(), m.converged() ? "true" : "false", m.newton_steps(), m.residual(),
+        m.fit_seconds(), static_cast<long long>(m.train_rows()), static_cast<long long>(m.cols()),
+        static_cast<long long>(m.num_classes()), static_cast<long long>(m.bytes()));
   } else {
     std::printf("%-20s %-24s N=%-7lld C=%-4lld lambda=%-8g %-11s %s %2d steps %8.2fs\n", m.model_id().c_str(),
-                m.dataset().c_str(), static_cast<long long>(m.train_rows()), static_cast<long long>(m.num_classes()),
-                m.lambda(), m.solver_used().c_str(), m.converged() ? "converged " : "NOT conv. ", m.newton_steps(),
-                m.fit_seconds());
+                m.dataset().c_str(), static_cast<long long>(m.train_rows()),
+                static_cast<long long>(m.num_classes()), m.lambda(), m.solver_used().c_str(),
+                m.converged() ? "converged " : "NOT conv. ", m.newton_steps(), m.fit_seconds());
   }
 }
 
@@ -198,12 +218,14 @@ int remote_upload(ntkclient::Client& client, Args& args) {
   args.reject_unused();
   if (labels && targets) throw ntk::InvalidArgument("give at most one of --labels and --targets");
   const bool tty = ::isatty(2) && !quiet;
-  auto info = client.upload_npy(name, x, labels, targets, classes.value_or(0), [&](const ntkclient::UploadProgress& p) {
-    if (tty)
-      std::fprintf(stderr, "\rupload %s: %5.1f%% of %.1f MiB", name.c_str(),
-                   100.0 * static_cast<double>(p.sent) / static_cast<double>(std::max<std::int64_t>(p.total, 1)),
-                   static_cast<double>(p.total) / 1048576.0);
-  });
+  auto info = client.upload_npy(
+      name, x, labels, targets, classes.value_or(0), [&](const ntkclient::UploadProgress& p) {
+        if (tty)
+          std::fprintf(
+              stderr, "\rupload %s: %5.1f%% of %.1f MiB", name.c_str(),
+              100.0 * static_cast<double>(p.sent) / static_cast<double>(std::max<std::int64_t>(p.total, 1)),
+              static_cast<double>(p.total) / 1048576.0);
+      });
   if (tty) std::fputc('\n', stderr);
   if (json) {
     print_dataset(info, true, true);
@@ -230,10 +252,14 @@ int remote_fit(ntkclient::Client& client, Args& args) {
   r.set_lambda(*lambda);
   if (auto v = args.get_double("label-smoothing")) r.set_label_smoothing(*v);
   if (auto v = args.get("solver")) {
-    if (*v == "auto") r.set_solver(pb::SOLVER_AUTO);
-    else if (*v == "direct") r.set_solver(pb::SOLVER_DIRECT);
-    else if (*v == "matrix_free") r.set_solver(pb::SOLVER_MATRIX_FREE);
-    else throw ntk::InvalidArgument("--solver must be auto, direct or matrix_free");
+    if (*v == "auto")
+      r.set_solver(pb::SOLVER_AUTO);
+    else if (*v == "direct")
+      r.set_solver(pb::SOLVER_DIRECT);
+    else if (*v == "matrix_free")
+      r.set_solver(pb::SOLVER_MATRIX_FREE);
+    else
+      throw ntk::InvalidArgument("--solver must be auto, direct or matrix_free");
   }
   if (auto v = args.get_double("tolerance")) r.set_tolerance(*v);
   if (auto v = args.get_int("max-steps")) r.set_max_newton_steps(static_cast<int>(*v));
@@ -244,11 +270,15 @@ int remote_fit(ntkclient::Client& client, Args& args) {
   const bool no_wait = args.flag("no-wait");
   const bool json = args.flag("json");
   const bool quiet = args.flag("quiet");
-  if (args.get("out")) throw ntk::InvalidArgument("--out is for in-process fits; with --server the model stays on the server (use its id)");
+  if (args.get("out"))
+    throw ntk::InvalidArgument(
+        "--out is for in-process fits; with --server the model stays on the server (use its id)");
   args.reject_unused();
-  if (dataset.has_value() == x.has_value()) throw ntk::InvalidArgument("give --dataset NAME or --x X.npy (uploaded first)");
+  if (dataset.has_value() == x.has_value())
+    throw ntk::InvalidArgument("give --dataset NAME or --x X.npy (uploaded first)");
   if (x) {
-    if (labels.has_value() == targets.has_value()) throw ntk::InvalidArgument("give exactly one of --labels and --targets");
+    if (labels.has_value() == targets.has_value())
+      throw ntk::InvalidArgument("give exactly one of --labels and --targets");
     const std::string name = upload_name.value_or(random_dataset_name());
     client.upload_npy(name, *x, labels, targets, classes.value_or(0));
     dataset = name;
@@ -256,9 +286,11 @@ int remote_fit(ntkclient::Client& client, Args& args) {
   r.set_dataset(*dataset);
   const pb::FitJob job = client.fit(r);
   if (no_wait) {
-    if (json) std::printf("{\"model\": \"%s\", \"job\": \"%s\", \"state\": \"queued\", \"dataset\": %s}\n", job.model_id().c_str(),
-                          job.job_id().c_str(), json_string(*dataset).c_str());
-    else std::printf("queued %s (dataset %s)\n", job.job_id().c_str(), dataset->c_str());
+    if (json)
+      std::printf("{\"model\": \"%s\", \"job\": \"%s\", \"state\": \"queued\", \"dataset\": %s}\n",
+                  job.model_id().c_str(), job.job_id().c_str(), json_string(*dataset).c_str());
+    else
+      std::printf("queued %s (dataset %s)\n", job.job_id().c_str(), dataset->c_str());
     return 0;
   }
   const bool tty = ::isatty(2);
@@ -270,19 +302,22 @@ int remote_fit(ntkclient::Client& client, Args& args) {
     if (end.error_code() == "INVALID_ARGUMENT" || end.error_code() == "FAILED_PRECONDITION" ||
         end.error_code() == "NOT_FOUND" || end.error_code() == "RESOURCE_EXHAUSTED")
       throw ntk::InvalidArgument(message);
-    throw ntk::Error(end.state() == pb::CANCELLED ? ntk::ErrorCode::cancelled : ntk::ErrorCode::internal, message);
+    throw ntk::Error(end.state() == pb::CANCELLED ? ntk::ErrorCode::cancelled : ntk::ErrorCode::internal,
+                     message);
   }
   const pb::ModelInfo m = client.get_model(job.model_id());
   if (json) {
-    std::printf("{\"model\": \"%s\", \"dataset\": %s, \"converged\": %s, \"newton_steps\": %d, \"residual\": %.17g, "
-                "\"solver\": \"%s\", \"fit_seconds\": %.6g}\n",
-                m.model_id().c_str(), json_string(m.dataset()).c_str(), m.converged() ? "true" : "false",
-                m.newton_steps(), m.residual(), m.solver_used().c_str(), m.fit_seconds());
+    std::printf(
+        "{\"model\": \"%s\", \"dataset\": %s, \"converged\": %s, \"newton_steps\": %d, \"residual\": %.17g, "
+        "\"solver\": \"%s\", \"fit_seconds\": %.6g}\n",
+        m.model_id().c_str(), json_string(m.dataset()).c_str(), m.converged() ? "true" : "false",
+        m.newton_steps(), m.residual(), m.solver_used().c_str(), m.fit_seconds());
   } else {
-    std::printf("model %s: N=%lld d=%lld C=%lld lambda=%g solver=%s, %s after %d steps (residual %.3e), %.3f s\n",
-                m.model_id().c_str(), static_cast<long long>(m.train_rows()), static_cast<long long>(m.cols()),
-                static_cast<long long>(m.num_classes()), m.lambda(), m.solver_used().c_str(),
-                m.converged() ? "converged" : "NOT converged", m.newton_steps(), m.residual(), m.fit_seconds());
+    std::printf(
+        "model %s: N=%lld d=%lld C=%lld lambda=%g solver=%s, %s after %d steps (residual %.3e), %.3f s\n",
+        m.model_id().c_str(), static_cast<long long>(m.train_rows()), static_cast<long long>(m.cols()),
+        static_cast<long long>(m.num_classes()), m.lambda(), m.solver_used().c_str(),
+        m.converged() ? "converged" : "NOT converged", m.newton_steps(), m.residual(), m.fit_seconds());
   }
   return m.converged() ? 0 : 3;
 }
@@ -294,12 +329,15 @@ int remote_watch(ntkclient::Client& client, Args& args) {
   const bool tty = ::isatty(2);
   const auto end = client.watch(job, [&](const pb::FitProgress& p) {
     if (json)
-      std::printf("{\"job\": \"%s\", \"state\": \"%s\", \"phase\": \"%s\", \"newton_step\": %d, \"residual\": %.17g, "
-                  "\"objective\": %.17g, \"elapsed_seconds\": %.6g, \"estimated_remaining_seconds\": %.6g, "
-                  "\"message\": %s}\n",
-                  p.job_id().c_str(), state_name(p.state()), p.phase().c_str(), p.newton_step(), p.residual(),
-                  p.objective(), p.elapsed_seconds(), p.estimated_remaining_seconds(), json_string(p.message()).c_str());
-    else show_progress(p, tty);
+      std::printf(
+          "{\"job\": \"%s\", \"state\": \"%s\", \"phase\": \"%s\", \"newton_step\": %d, \"residual\": %.17g, "
+          "\"objective\": %.17g, \"elapsed_seconds\": %.6g, \"estimated_remaining_seconds\": %.6g, "
+          "\"message\": %s}\n",
+          p.job_id().c_str(), state_name(p.state()), p.phase().c_str(), p.newton_step(), p.residual(),
+          p.objective(), p.elapsed_seconds(), p.estimated_remaining_seconds(),
+          json_string(p.message()).c_str());
+    else
+      show_progress(p, tty);
     std::fflush(stdout);
   });
   return end.state() == pb::SUCCEEDED ? 0 : 1;
@@ -310,9 +348,11 @@ int remote_cancel(ntkclient::Client& client, Args& args) {
   const bool json = args.flag("json");
   args.reject_unused();
   const auto p = client.cancel(job);
-  if (json) std::printf("{\"job\": \"%s\", \"state\": \"%s\"}\n", job.c_str(), state_name(p.state()));
-  else std::printf("%s: %s%s\n", job.c_str(), state_name(p.state()),
-                   p.state() == pb::RUNNING ? " (stops after its current Newton step)" : "");
+  if (json)
+    std::printf("{\"job\": \"%s\", \"state\": \"%s\"}\n", job.c_str(), state_name(p.state()));
+  else
+    std::printf("%s: %s%s\n", job.c_str(), state_name(p.state()),
+                p.state() == pb::RUNNING ? " (stops after its current Newton step)" : "");
   return 0;
 }
 
@@ -349,7 +389,8 @@ int remote_predict(ntkclient::Client& client, Args& args, bool evaluate) {
   prepare_output_dir("out-dir", out_dir);
   write_predictions(out_dir, u, uncertain);
   std::printf("wrote %lld predictions of %s to %s (%lld batches from %s)\n", static_cast<long long>(x.rows()),
-              model.c_str(), out_dir.c_str(), static_cast<long long>(p.batches), client.options().address.c_str());
+              model.c_str(), out_dir.c_str(), static_cast<long long>(p.batches),
+              client.options().address.c_str());
   return 0;
 }
 
@@ -367,8 +408,10 @@ int remote_kernel(ntkclient::Client& client, Args& args) {
   if (x2_path) x2 = load_matrix<double>("x2", *x2_path);
   const auto k = client.kernel(wire_spec(arch), which == "nngp" ? pb::NNGP : pb::NTK, x1.view(),
                                x2_path ? x2.view() : ntk::ConstMatrixView<double>{});
-  if (arch.dtype == ComputeDType::float32) ntk::write_npy(out, ntk::convert_matrix<float>(k.view()));
-  else ntk::write_npy(out, k);
+  if (arch.dtype == ComputeDType::float32)
+    ntk::write_npy(out, ntk::convert_matrix<float>(k.view()));
+  else
+    ntk::write_npy(out, k);
   std::printf("wrote %s: %lld x %lld %s from %s\n", out.c_str(), static_cast<long long>(k.rows()),
               static_cast<long long>(k.cols()), which.c_str(), client.options().address.c_str());
   return 0;
@@ -381,14 +424,18 @@ int remote_list(ntkclient::Client& client, Args& args, bool models) {
     const auto list = client.list_models();
     if (json) std::printf("[");
     for (std::size_t i = 0; i < list.size(); ++i) print_model(list[i], json, i == 0);
-    if (json) std::printf("]\n");
-    else if (list.empty()) std::printf("no models\n");
+    if (json)
+      std::printf("]\n");
+    else if (list.empty())
+      std::printf("no models\n");
   } else {
     const auto list = client.list_datasets();
     if (json) std::printf("[");
     for (std::size_t i = 0; i < list.size(); ++i) print_dataset(list[i], json, i == 0);
-    if (json) std::printf("]\n");
-    else if (list.empty()) std::printf("no datasets\n");
+    if (json)
+      std::printf("]\n");
+    else if (list.empty())
+      std::printf("no datasets\n");
   }
   return 0;
 }
@@ -408,21 +455,24 @@ int remote_health(ntkclient::Client& client, Args& args) {
     std::printf("{\"server\": \"%s\", \"service\": %s, \"status\": \"%s\"", client.options().address.c_str(),
                 json_string(service).c_str(), status.c_str());
     if (info)
-      std::printf(", \"version\": \"%s\", \"backend\": \"%s\", \"backend_description\": %s, "
-                  "\"memory_budget_bytes\": %lld, \"memory_in_use_bytes\": %lld, \"queued_jobs\": %d, \"running_jobs\": %d",
-                  info->version().c_str(), info->backend().c_str(), json_string(info->backend_description()).c_str(),
-                  static_cast<long long>(info->memory_budget_bytes()), static_cast<long long>(info->memory_in_use_bytes()),
-                  info->queued_jobs(), info->running_jobs());
+      std::printf(
+          ", \"version\": \"%s\", \"backend\": \"%s\", \"backend_description\": %s, "
+          "\"memory_budget_bytes\": %lld, \"memory_in_use_bytes\": %lld, \"queued_jobs\": %d, "
+          "\"running_jobs\": %d",
+          info->version().c_str(), info->backend().c_str(), json_string(info->backend_description()).c_str(),
+          static_cast<long long>(info->memory_budget_bytes()),
+          static_cast<long long>(info->memory_in_use_bytes()), info->queued_jobs(), info->running_jobs());
     std::printf("}\n");
   } else {
     std::printf("%s%s%s: %s\n", client.options().address.c_str(), service.empty() ? "" : " ", service.c_str(),
                 status.c_str());
     if (info)
-      std::printf("  ntk-server %s, backend %s (%s)\n  memory %.1f of %.1f MiB, fits: %d running, %d queued\n",
-                  info->version().c_str(), info->backend().c_str(), info->backend_description().c_str(),
-                  static_cast<double>(info->memory_in_use_bytes()) / (1 << 20),
-                  static_cast<double>(info->memory_budget_bytes()) / (1 << 20), info->running_jobs(),
-                  info->queued_jobs());
+      std::printf(
+          "  ntk-server %s, backend %s (%s)\n  memory %.1f of %.1f MiB, fits: %d running, %d queued\n",
+          info->version().c_str(), info->backend().c_str(), info->backend_description().c_str(),
+          static_cast<double>(info->memory_in_use_bytes()) / (1 << 20),
+          static_cast<double>(info->memory_budget_bytes()) / (1 << 20), info->running_jobs(),
+          info->queued_jobs());
   }
   return status == "SERVING" ? 0 : 1;
 }
@@ -431,32 +481,44 @@ int remote_health(ntkclient::Client& client, Args& args) {
 
 const char* remote_help(const std::string& command) {
   static const std::map<std::string, const char*> help = {
-      {"upload", "usage: ntkctl --server HOST:PORT upload --name NAME --x X.npy [--labels y.npy | --targets P.npy]\n"
-                 "                [--classes C] [--json] [--quiet]\n"},
+      {"upload",
+       "usage: ntkctl --server HOST:PORT upload --name NAME --x X.npy [--labels y.npy | --targets P.npy]\n"
+       "                [--classes C] [--json] [--quiet]\n"},
       {"datasets", "usage: ntkctl --server HOST:PORT datasets [--json]\n"},
       {"models", "usage: ntkctl --server HOST:PORT models [--json]\n"},
-      {"watch", "usage: ntkctl --server HOST:PORT watch --job ID [--json]   (live progress until the job ends)\n"},
+      {"watch",
+       "usage: ntkctl --server HOST:PORT watch --job ID [--json]   (live progress until the job ends)\n"},
       {"cancel", "usage: ntkctl --server HOST:PORT cancel --job ID [--json]\n"},
-      {"health", "usage: ntkctl --server HOST:PORT health [--service NAME] [--json]   (exit 0 when SERVING)\n"},
+      {"health",
+       "usage: ntkctl --server HOST:PORT health [--service NAME] [--json]   (exit 0 when SERVING)\n"},
       {"delete-dataset", "usage: ntkctl --server HOST:PORT delete-dataset --name NAME\n"},
       {"delete-model", "usage: ntkctl --server HOST:PORT delete-model --model ID\n"},
-      {"fit", "usage: ntkctl --server HOST:PORT fit (--dataset NAME | --x X.npy (--labels y.npy | --targets P.npy)\n"
-              "                [--name NAME]) --lambda LAM [architecture flags] [--label-smoothing EPS] [--solver S]\n"
-              "                [--tolerance T] [--max-steps N] [--diag-reg R] [--time T --lr ETA] [--description D]\n"
-              "                [--no-wait] [--json] [--quiet]\n"
-              "  Queues the fit on the server and shows its progress until it ends; --json prints {\"model\": ID, ...}.\n"},
-      {"predict", "usage: ntkctl --server HOST:PORT predict --model ID --x T.npy --out-dir DIR\n"
-                  "                [--uncertainty none|exact|linearized|mc --samples S --seed N] [--batch-rows B]\n"},
-      {"evaluate", "usage: ntkctl --server HOST:PORT evaluate --model ID --x T.npy --labels y.npy [--bins B] [--json]\n"
-                   "                [--uncertainty ...]\n"},
-      {"kernel", "usage: ntkctl --server HOST:PORT kernel --x1 A.npy [--x2 B.npy] --kernel ntk|nngp --out K.npy\n"
-                 "                [architecture flags]\n"},
+      {"fit",
+       "usage: ntkctl --server HOST:PORT fit (--dataset NAME | --x X.npy (--labels y.npy | --targets P.npy)\n"
+       "                [--name NAME]) --lambda LAM [architecture flags] [--label-smoothing EPS] [--solver "
+       "S]\n"
+       "                [--tolerance T] [--max-steps N] [--diag-reg R] [--time T --lr ETA] [--description "
+       "D]\n"
+       "                [--no-wait] [--json] [--quiet]\n"
+       "  Queues the fit on the server and shows its progress until it ends; --json prints {\"model\": ID, "
+       "...}.\n"},
+      {"predict",
+       "usage: ntkctl --server HOST:PORT predict --model ID --x T.npy --out-dir DIR\n"
+       "                [--uncertainty none|exact|linearized|mc --samples S --seed N] [--batch-rows B]\n"},
+      {"evaluate",
+       "usage: ntkctl --server HOST:PORT evaluate --model ID --x T.npy --labels y.npy [--bins B] [--json]\n"
+       "                [--uncertainty ...]\n"},
+      {"kernel",
+       "usage: ntkctl --server HOST:PORT kernel --x1 A.npy [--x2 B.npy] --kernel ntk|nngp --out K.npy\n"
+       "                [architecture flags]\n"},
   };
   const auto it = help.find(command);
   return it == help.end() ? nullptr : it->second;
 }
 
-bool is_remote_command(const std::string& command) { return remote_help(command) != nullptr; }
+bool is_remote_command(const std::string& command) {
+  return remote_help(command) != nullptr;
+}
 
 int run_remote(const std::string& command, Args& args, const std::string& server) {
   ntkclient::Client client(client_options(args, server));

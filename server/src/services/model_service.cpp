@@ -4,7 +4,8 @@
 
 namespace ntkserver {
 
-grpc::Status ModelServiceImpl::Fit(grpc::ServerContext* ctx, const pb::FitRequest* request, pb::FitJob* response) {
+grpc::Status ModelServiceImpl::Fit(grpc::ServerContext* ctx, const pb::FitRequest* request,
+                                   pb::FitJob* response) {
   return handle(rt_, ctx, "Fit", [&](Call& call) {
     if (rt_.draining) throw ntk::Unavailable("the server is shutting down");
     check_fit_request(rt_, call.tenant(), *request);
@@ -84,7 +85,8 @@ grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* ctx, const pb::Li
 
 grpc::Status ModelServiceImpl::DeleteModel(grpc::ServerContext* ctx, const pb::DeleteModelRequest* request,
                                            pb::DeleteModelResponse*) {
-  return handle(rt_, ctx, "DeleteModel", [&](Call& call) { rt_.store.delete_model(call.tenant(), request->model_id()); });
+  return handle(rt_, ctx, "DeleteModel",
+                [&](Call& call) { rt_.store.delete_model(call.tenant(), request->model_id()); });
 }
 
 grpc::Status ModelServiceImpl::ExportModel(grpc::ServerContext* ctx, const pb::ExportModelRequest* request,
@@ -95,19 +97,22 @@ grpc::Status ModelServiceImpl::ExportModel(grpc::ServerContext* ctx, const pb::E
     for (std::size_t offset = 0; offset < bytes.size(); offset += chunk) {
       call.check_alive();
       pb::ModelChunk message;
-      message.set_data(reinterpret_cast<const char*>(bytes.data() + offset), std::min(chunk, bytes.size() - offset));
+      message.set_data(reinterpret_cast<const char*>(bytes.data() + offset),
+                       std::min(chunk, bytes.size() - offset));
       if (!writer->Write(message)) throw ntk::Cancelled("ExportModel: the client stopped reading");
     }
   });
 }
 
-grpc::Status ModelServiceImpl::ImportModel(grpc::ServerContext* ctx, grpc::ServerReader<pb::ModelChunk>* reader,
+grpc::Status ModelServiceImpl::ImportModel(grpc::ServerContext* ctx,
+                                           grpc::ServerReader<pb::ModelChunk>* reader,
                                            pb::ModelInfo* response) {
   return handle(rt_, ctx, "ImportModel", [&](Call& call) {
     std::vector<std::uint8_t> bytes;
     pb::ModelChunk chunk;
     while (reader->Read(&chunk)) {
-      if (chunk.data().size() > (1u << 20)) throw ntk::InvalidArgument("ImportModel: chunks are at most 1 MiB");
+      if (chunk.data().size() > (1u << 20))
+        throw ntk::InvalidArgument("ImportModel: chunks are at most 1 MiB");
       if (static_cast<std::int64_t>(bytes.size() + chunk.data().size()) > rt_.options.max_dataset_bytes)
         throw ntk::ResourceExhausted("ImportModel: the model file exceeds the server's limit of " +
                                      std::to_string(rt_.options.max_dataset_bytes) + " bytes");

@@ -35,7 +35,8 @@ class ModelServiceImpl final : public pb::ModelService::Service {
                         grpc::ServerWriter<pb::FitProgress>* writer) override;
   grpc::Status CancelFit(grpc::ServerContext* ctx, const pb::CancelFitRequest* request,
                          pb::FitProgress* response) override;
-  grpc::Status GetModel(grpc::ServerContext* ctx, const pb::GetModelRequest* request, pb::ModelInfo* response) override;
+  grpc::Status GetModel(grpc::ServerContext* ctx, const pb::GetModelRequest* request,
+                        pb::ModelInfo* response) override;
   grpc::Status ListModels(grpc::ServerContext* ctx, const pb::ListModelsRequest* request,
                           pb::ListModelsResponse* response) override;
   grpc::Status DeleteModel(grpc::ServerContext* ctx, const pb::DeleteModelRequest* request,
@@ -54,8 +55,9 @@ class PredictServiceImpl final : public pb::PredictService::Service {
   explicit PredictServiceImpl(Runtime& rt) : rt_(rt) {}
   grpc::Status Predict(grpc::ServerContext* ctx, const pb::PredictRequest* request,
                        grpc::ServerWriter<pb::PredictResponse>* writer) override;
-  grpc::Status PredictStream(grpc::ServerContext* ctx,
-                             grpc::ServerReaderWriter<pb::PredictResponse, pb::PredictRequest>* stream) override;
+  grpc::Status PredictStream(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<pb::PredictResponse, pb::PredictRequest>* stream) override;
 
  private:
   Runtime& rt_;
