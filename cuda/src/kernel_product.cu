@@ -5,18 +5,13 @@
 #include <sstream>
 #include <vector>
 
+#include "convert.cuh"
 #include "kernel_assembly.cuh"
 #include "kernel_product.cuh"
 #include "ntk/cuda/errors.cuh"
 
 namespace ntk::cuda {
 namespace {
-
-__global__ void widen_kernel(const float* in, std::size_t count, double* out) {
-  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = static_cast<double>(in[i]);
-}
 
 template <class T>
 class DeviceKernelProduct final : public KernelProduct {
@@ -87,9 +82,7 @@ class DeviceKernelProduct final : public KernelProduct {
           k = tile.as<double>();
         } else {
           const std::size_t count = std::size_t(rows * cols);
-          widen_kernel<<<static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 65535)), 256, 0,
-                         s>>>(tile.as<float>(), count, wide.as<double>());
-          NTK_CUDA_CHECK_LAUNCH("widen_kernel");
+          convert_on_device(tile.as<float>(), count, wide.as<double>(), s);
           k = wide.as<double>();
         }
         // Row-major result (rows x m) += K (rows x cols) B[c0 :] (cols x m); column-major:

@@ -2,6 +2,7 @@
 #include <string>
 #include <vector>
 
+#include "convert.cuh"
 #include "ntk/cuda/errors.cuh"
 #include "resident_matrix.cuh"
 
@@ -13,22 +14,6 @@ void copy_to_device(double* dst, ConstMatrixView<double> m, cudaStream_t s) {
     NTK_CUDA_CHECK(cudaMemcpy2DAsync(dst, std::size_t(m.cols) * sizeof(double), m.data,
                                      std::size_t(m.ld) * sizeof(double), std::size_t(m.cols) * sizeof(double),
                                      std::size_t(m.rows), cudaMemcpyHostToDevice, s));
-}
-
-__global__ void to_float32_kernel(const double* in, std::size_t count, float* out) {
-  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = static_cast<float>(in[i]);
-}
-
-__global__ void to_float64_kernel(const float* in, std::size_t count, double* out) {
-  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = static_cast<double>(in[i]);
-}
-
-unsigned grid_for(std::size_t count) {
-  return static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 65535));
 }
 
 // sums[i] = sum_j |a_ij| for a row-major n x n matrix: one warp per row.
@@ -117,9 +102,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
           matrix_f32_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(float),
                                                    "float32 copy of the resident matrix");
           const std::size_t count = std::size_t(n_) * std::size_t(n_);
-          to_float32_kernel<<<grid_for(count), 256, 0, resources_.stream(0)>>>(matrix_.as<double>(), count,
-                                                                               matrix_f32_.as<float>());
-          NTK_CUDA_CHECK_LAUNCH("to_float32_kernel");
+          convert_on_device(matrix_.as<double>(), count, matrix_f32_.as<float>(), resources_.stream(0));
         } catch (const ResourceExhausted&) {
           float32_refused_ = true;
         }
@@ -140,8 +123,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
           resources_.pool().allocate(2 * count * sizeof(float), "float32 resident product operands");
     float* v32 = operand_f32_.as<float>();
     float* r32 = v32 + count;
-    to_float32_kernel<<<grid_for(count), 256, 0, s>>>(operand_.as<double>(), count, v32);
-    NTK_CUDA_CHECK_LAUNCH("to_float32_kernel");
+    convert_on_device(operand_.as<double>(), count, v32, s);
     cublasHandle_t h = resources_.cublas();
     NTK_CUBLAS_CHECK(cublasSetStream(h, s));
     const float one = 1.0f, zero = 0.0f;
@@ -149,8 +131,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
                                  matrix_f32_.as<float>(), int(n_), &zero, r32, int(m)));
     // result = alpha * float64(r32) + beta * result, in float64 (the scaling is exact there).
     double* product = scratch_result(count, s);
-    to_float64_kernel<<<grid_for(count), 256, 0, s>>>(r32, count, product);
-    NTK_CUDA_CHECK_LAUNCH("to_float64_kernel");
+    convert_on_device(r32, count, product, s);
     NTK_CUBLAS_CHECK(cublasDscal(h, int(count), &beta, result_.as<double>(), 1));
     NTK_CUBLAS_CHECK(cublasDaxpy(h, int(count), &alpha, product, 1, result_.as<double>(), 1));
     download_result(out, s);
