@@ -10,6 +10,7 @@
 #include "ntk/cpu_backend.hpp"
 #include "ntk/cpu_features.hpp"
 #include "ntk/errors.hpp"
+#include "test_data.hpp"
 #include "tile_recursion.hpp"
 
 namespace {
@@ -17,11 +18,7 @@ namespace {
 using ntk::Matrix;
 
 Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
-  Matrix<double> m(rows, cols);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : m.storage()) v = normal(rng);
-  return m;
+  return ntk::testing::random_inputs(rows, cols, seed);
 }
 
 // alpha a v + beta c, accumulated in long double.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -35,9 +36,15 @@ inline std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t clas
   return y;
 }
 
+// Infinity when the shapes differ or an entry is not finite, so a NaN left in a poisoned output fails.
 inline double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
+  if (a.rows() != b.rows() || a.cols() != b.cols()) return std::numeric_limits<double>::infinity();
   double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a.data()[i]) || !std::isfinite(b.data()[i]))
+      return std::numeric_limits<double>::infinity();
+    d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
+  }
   return d;
 }
 

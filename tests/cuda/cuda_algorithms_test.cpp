@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "../core/test_data.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/cuda/cuda_backend.hpp"
@@ -19,38 +20,12 @@ namespace {
 
 using ntk::Matrix;
 
-Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
-  Matrix<double> m(rows, cols);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (auto& v : m.storage()) v = normal(rng);
-  return m;
-}
-
-std::vector<std::int64_t> random_labels(std::int64_t n, std::int64_t classes, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
-  for (auto& v : y) v = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(classes));
-  return y;
-}
-
-double max_abs_diff(const Matrix<double>& a, const Matrix<double>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a.data()[i]) || !std::isfinite(b.data()[i]))
-      return std::numeric_limits<double>::infinity();
-    d = std::max(d, std::abs(a.data()[i] - b.data()[i]));
-  }
-  return d;
-}
+using ntk::testing::max_abs_diff;
+using ntk::testing::random_inputs;
+using ntk::testing::random_labels;
 
 ntk::KernelSpec relu3() {
-  ntk::KernelSpec s;
-  s.depth = 3;
-  s.w_std = 1.5;
-  s.b_std = 0.1;
-  return s;
+  return ntk::testing::relu_spec(3);
 }
 
 class CudaAlgorithmsTest : public ::testing::Test {
@@ -65,15 +40,15 @@ class CudaAlgorithmsTest : public ::testing::Test {
 
 TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
   const std::int64_t n = 301;
-  const Matrix<double> a = random_matrix(n, n, 1);
-  const Matrix<double> v_full = random_matrix(n, 12, 2);
+  const Matrix<double> a = random_inputs(n, n, 1);
+  const Matrix<double> v_full = random_inputs(n, 12, 2);
   const ntk::ConstMatrixView<double> v = v_full.view().block(0, 1, n, 7);  // strided operand
   const std::size_t before = gpu_->memory().in_use;
   {
     auto resident = gpu_->make_resident(a.view(), "test matrix");
     EXPECT_GE(gpu_->memory().in_use, before + std::size_t(n * n) * sizeof(double));
     for (double beta : {0.0, 0.5}) {
-      Matrix<double> out_gpu = random_matrix(n, 7, 3), out_cpu = out_gpu;
+      Matrix<double> out_gpu = random_inputs(n, 7, 3), out_cpu = out_gpu;
       if (beta == 0)
         for (auto& x : out_gpu.storage()) x = std::nan("");  // poisoned: every element must be written
       resident->multiply(1.25, v, beta, out_gpu.view());
@@ -88,11 +63,11 @@ TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
 
 TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
   const std::int64_t n = 517;
-  const Matrix<double> a = random_matrix(n, n, 11);
-  const Matrix<double> v = random_matrix(n, 10, 12);
+  const Matrix<double> a = random_inputs(n, n, 11);
+  const Matrix<double> v = random_inputs(n, 10, 12);
   auto resident = gpu_->make_resident(a.view(), "test matrix");
   for (double beta : {0.0, -0.5}) {
-    Matrix<double> out_gpu = random_matrix(n, 10, 13), out_cpu = out_gpu;
+    Matrix<double> out_gpu = random_inputs(n, 10, 13), out_cpu = out_gpu;
     if (beta == 0)
       for (auto& x : out_gpu.storage()) x = std::nan("");
     resident->multiply_float32(2.0, v.view(), beta, out_gpu.view());
@@ -113,7 +88,7 @@ TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
 TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel) {
   // Sizes that are no multiple of the tiles (128 here) nor of the store kernel's 32 x 32 blocks.
   const std::int64_t n = 301;
-  const Matrix<double> x = random_matrix(n, 29, 21);
+  const Matrix<double> x = random_inputs(n, 29, 21);
   Matrix<double> identity(n, n);
   for (std::int64_t i = 0; i < n; ++i) identity(i, i) = 1;
   ntk::AssemblyOptions small_tiles;
@@ -159,13 +134,13 @@ TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
   ntk::BackendOptions small;
   small.device_memory_budget = std::size_t(24) << 20;
   auto gpu = ntk::cuda::make_cuda_backend(0, small);
-  const Matrix<double> train = random_matrix(3000, 17, 22), b = random_matrix(3000, 7, 23);
-  const Matrix<double> x = random_matrix(500, 17, 24);
+  const Matrix<double> train = random_inputs(3000, 17, 22), b = random_inputs(3000, 7, 23);
+  const Matrix<double> x = random_inputs(500, 17, 24);
   for (bool float32 : {false, true}) {
     const auto on_gpu = gpu->make_kernel_product(relu3(), float32, train.view(), b.view());
     const auto on_cpu = cpu_.make_kernel_product(relu3(), float32, train.view(), b.view());
     for (double beta : {0.0, -1.5}) {
-      Matrix<double> want = random_matrix(500, 7, 25), got = want;
+      Matrix<double> want = random_inputs(500, 7, 25), got = want;
       if (beta == 0)
         for (auto& v : got.storage()) v = std::nan("");
       on_gpu->apply(x.view(), beta, got.view());
@@ -184,7 +159,7 @@ TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
   ntk::BackendOptions tiny;
   tiny.device_memory_budget = 1 << 20;  // 1 MiB: a 512 x 512 float64 matrix (2 MiB) does not fit
   auto small = ntk::cuda::make_cuda_backend(0, tiny);
-  const Matrix<double> a = random_matrix(512, 512, 4);
+  const Matrix<double> a = random_inputs(512, 512, 4);
   try {
     (void)small->make_resident(a.view(), "training kernel Theta");
     ADD_FAILURE() << "no ResourceExhausted";
@@ -195,7 +170,7 @@ TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
 }
 
 TEST_F(CudaAlgorithmsTest, FitsMatchCpu) {
-  const auto x = random_matrix(240, 9, 6);
+  const auto x = random_inputs(240, 9, 6);
   const auto targets = ntk::targets_from_labels(random_labels(240, 4, 7), 4, 0.0);
   for (auto solver : {ntk::SolverKind::direct, ntk::SolverKind::matrix_free}) {
     ntk::FitSettings s;
@@ -214,14 +189,14 @@ TEST_F(CudaAlgorithmsTest, FitsMatchCpu) {
   const auto smooth = ntk::targets_from_labels(random_labels(240, 4, 7), 4, 0.1);
   const ntk::Model g = ntk::fit_classifier(*gpu_, relu3(), x.view(), smooth, closed);
   const ntk::Model c = ntk::fit_classifier(cpu_, relu3(), x.view(), smooth, closed);
-  const auto xt = random_matrix(57, 9, 8);
+  const auto xt = random_inputs(57, 9, 8);
   const auto pg = ntk::predict(*gpu_, g, xt.view(), 16), pc = ntk::predict(cpu_, c, xt.view(), 16);
   EXPECT_LE(max_abs_diff(pg.logits, pc.logits), 1e-7 * (1 + max_abs_diff(pc.logits, Matrix<double>(57, 4))));
   EXPECT_EQ(pg.classes, pc.classes);
 }
 
 TEST_F(CudaAlgorithmsTest, DynamicsMatchCpu) {
-  const auto x = random_matrix(120, 6, 9);
+  const auto x = random_inputs(120, 6, 9);
   const auto targets = ntk::targets_from_labels(random_labels(120, 3, 10), 3, 0.0);
   ntk::FitSettings s;
   s.lambda = 1e-2;
@@ -234,7 +209,7 @@ TEST_F(CudaAlgorithmsTest, DynamicsMatchCpu) {
 }
 
 TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
-  const auto x = random_matrix(100, 7, 11), xt = random_matrix(33, 7, 12);
+  const auto x = random_inputs(100, 7, 11), xt = random_inputs(33, 7, 12);
   const auto labels = random_labels(100, 3, 13);
   ntk::FitSettings reg;
   reg.lambda = 1e-2;
