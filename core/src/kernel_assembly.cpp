@@ -104,37 +104,50 @@ struct Prepared {
   const T* column_variances() const { return columns ? columns->data() : col_vars.data(); }
 };
 
+void check_same_features(std::int64_t x1_cols, std::int64_t x2_cols) {
+  if (x2_cols != x1_cols) {
+    std::ostringstream os;
+    os << "feature dimensions differ: x1 has " << x1_cols << " columns, x2 has " << x2_cols;
+    throw InvalidArgument(os.str());
+  }
+}
+
 template <class T>
 void check_kernel_inputs(ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
   check_kernel_input(x1, x2 ? "x1" : "x");
   if (x2) {
     check_kernel_input(*x2, "x2");
-    if (x2->cols != x1.cols) {
-      std::ostringstream os;
-      os << "feature dimensions differ: x1 has " << x1.cols << " columns, x2 has " << x2->cols;
-      throw InvalidArgument(os.str());
-    }
+    check_same_features(x1.cols, x2->cols);
   }
+}
+
+// x's layer variances S_l(x, x), layer-major (the layout of a tile's columns).
+template <class T>
+std::vector<T> column_variances(const RecursionParams<T>& p, ConstMatrixView<T> x, const char* name) {
+  std::vector<T> point_major;
+  diagonal_recursion(p, scaled_squared_norms(x), point_major, static_cast<T*>(nullptr),
+                     static_cast<T*>(nullptr), name);
+  return layer_major(point_major, x.rows, p.depth);
+}
+
+// The row side of an assembly: x1, its |x|^2/d and its layer variances.
+template <class T>
+void prepare_rows(Prepared<T>& prep, ConstMatrixView<T> x1, const char* name) {
+  prep.x1 = x1;
+  prep.sq1 = scaled_squared_norms(x1);
+  diagonal_recursion(prep.recursion.params(), prep.sq1, prep.row_vars, static_cast<T*>(nullptr),
+                     static_cast<T*>(nullptr), name);
 }
 
 template <class T>
 // The inputs must have passed check_kernel_inputs.
 void prepare(Prepared<T>& prep, ConstMatrixView<T> x1, const ConstMatrixView<T>* x2) {
-  const RecursionParams<T>& p = prep.recursion.params();
-  prep.x1 = x1;
+  prepare_rows(prep, x1, x2 ? "x1" : "x");
   prep.symmetric = x2 == nullptr;
   prep.x2 = x2 ? *x2 : x1;
-  prep.sq1 = scaled_squared_norms(x1);
-  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
-                     x2 ? "x1" : "x");
-  if (prep.symmetric) {
-    prep.col_vars = layer_major(prep.row_vars, x1.rows, p.depth);
-  } else {
-    std::vector<T> vars2;
-    diagonal_recursion(p, scaled_squared_norms(*x2), vars2, static_cast<T*>(nullptr),
-                       static_cast<T*>(nullptr), "x2");
-    prep.col_vars = layer_major(vars2, x2->rows, p.depth);
-  }
+  const RecursionParams<T>& p = prep.recursion.params();
+  prep.col_vars =
+      prep.symmetric ? layer_major(prep.row_vars, x1.rows, p.depth) : column_variances(p, *x2, "x2");
 }
 
 struct TileTask {
@@ -292,12 +305,8 @@ void assemble_kernel(const KernelSpec& spec, ConstMatrixView<T> x1, const ConstM
 template <class T>
 PreparedColumns<T>::PreparedColumns(const KernelSpec& spec, ConstMatrixView<T> x2) : spec_(spec), x_(x2) {
   check_kernel_input(x2, "x2");
-  HostRecursion<T> recursion(spec);
-  const RecursionParams<T>& p = recursion.params();
-  std::vector<T> point_major;
-  diagonal_recursion(p, scaled_squared_norms(x2), point_major, static_cast<T*>(nullptr),
-                     static_cast<T*>(nullptr), "x2");
-  vars_ = layer_major(point_major, x2.rows, p.depth);
+  const HostRecursion<T> recursion(spec);
+  vars_ = column_variances(recursion.params(), x2, "x2");
 }
 
 template <class T>
@@ -306,22 +315,15 @@ void assemble_kernel(ConstMatrixView<T> x1, const PreparedColumns<T>& x2, Kernel
   const ConstMatrixView<T> xv = x2.x();
   if (out.nngp.empty() && out.ntk.empty()) throw InvalidArgument("no kernel output requested");
   check_kernel_input(x1, "x1");
-  if (xv.cols != x1.cols) {
-    std::ostringstream os;
-    os << "feature dimensions differ: x1 has " << x1.cols << " columns, x2 has " << xv.cols;
-    throw InvalidArgument(os.str());
-  }
+  check_same_features(x1.cols, xv.cols);
   check_output(out.nngp, x1.rows, xv.rows, "nngp");
   check_output(out.ntk, x1.rows, xv.rows, "ntk");
   check_tile_option(options.tile_rows, "tile_rows");
   check_tile_option(options.tile_cols, "tile_cols");
   Prepared<T> prep(x2.spec());
-  const RecursionParams<T>& p = prep.recursion.params();
-  prep.x1 = x1;
+  prepare_rows(prep, x1, "x1");
   prep.x2 = xv;
   prep.symmetric = false;
-  prep.sq1 = scaled_squared_norms(x1);
-  diagonal_recursion(p, prep.sq1, prep.row_vars, static_cast<T*>(nullptr), static_cast<T*>(nullptr), "x1");
   prep.columns = &x2.layer_variances();
   assemble_prepared(prep, out, options);
 }
