@@ -49,27 +49,23 @@ void check_predict_input(const ntk::Model& model, ntk::ConstMatrixView<double> x
                                std::to_string(model.x_train.cols()));
 }
 
-void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
+void predict_batch(Runtime& rt, ntk::Backend& backend, const std::shared_ptr<const ntk::Model>& model_ptr,
                    ntk::ConstMatrixView<double> x, std::int64_t first_row, const PredictOptions& options,
-                   PredictCache& cache, pb::PredictResponse& out) {
+                   pb::PredictResponse& out) {
+  const ntk::Model& model = *model_ptr;
   const std::uint64_t n = static_cast<std::uint64_t>(model.x_train.rows());
   const std::uint64_t rows = static_cast<std::uint64_t>(x.rows);
   const std::uint64_t c = static_cast<std::uint64_t>(model.num_classes);
   const bool uncertain = options.uncertainty.mode != ntk::UncertaintyMode::none;
-  // Two kernels against the training set per test row (NNGP and NTK), twice more under uncertainty, plus
-  // the uncertainty mode's per-model work when it is not in Runtime::uncertainty_contexts (which reserves
-  // its own).
-  const std::uint64_t per_call = cache.model ? 0 : uncertainty_context_bytes(n, c, options.uncertainty);
-  const std::uint64_t need = 8 * rows * (n * (uncertain ? 4 : 2) + 8 * c + c * c) + per_call;
+  // Two kernels against the training set per test row (NNGP and NTK), twice more under uncertainty (the
+  // uncertainty mode's per-model work is reserved by Runtime::uncertainty_contexts).
+  const std::uint64_t need = 8 * rows * (n * (uncertain ? 4 : 2) + 8 * c + c * c);
   Reservation memory = rt.budget.reserve(need, "prediction of " + std::to_string(rows) + " rows");
   out.set_rows(x.rows);
   const bool f32 = options.float32_results;
   if (!uncertain) {
-    if (!cache.product)
-      cache.product = cache.model
-                          ? rt.products.get(backend, cache.model)
-                          : std::shared_ptr<ntk::KernelProduct>(ntk::make_model_product(backend, model));
-    const ntk::Prediction p = ntk::predict_with(*cache.product, model, x);
+    const std::shared_ptr<ntk::KernelProduct> product = rt.products.get(backend, model_ptr);
+    const ntk::Prediction p = ntk::predict_with(*product, model, x);
     encode_matrix(p.logits.view(), f32, out.mutable_logits());
     encode_matrix(p.probs.view(), f32, out.mutable_probs());
     encode_int64_column(p.classes, out.mutable_classes());
@@ -77,11 +73,9 @@ void predict_batch(Runtime& rt, ntk::Backend& backend, const ntk::Model& model,
   }
   ntk::UncertaintyOptions uncertainty = options.uncertainty;
   uncertainty.first_row = first_row;
-  if (!cache.uncertainty)
-    cache.uncertainty = cache.model ? rt.uncertainty_contexts.get(backend, cache.model, uncertainty)
-                                    : ntk::make_uncertainty_context();
-  const ntk::UncertaintyResult u =
-      ntk::predict_uncertainty(backend, model, x, uncertainty, cache.uncertainty.get());
+  const std::shared_ptr<ntk::UncertaintyContext> context =
+      rt.uncertainty_contexts.get(backend, model_ptr, uncertainty);
+  const ntk::UncertaintyResult u = ntk::predict_uncertainty(backend, model, x, uncertainty, context.get());
   encode_matrix(u.mean_logits.view(), f32, out.mutable_logits());
   encode_matrix(u.mean_probs.view(), f32, out.mutable_probs());
   encode_int64_column(u.classes, out.mutable_classes());

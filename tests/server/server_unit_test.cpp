@@ -267,7 +267,8 @@ TEST(UncertaintyCache, SharedAcrossCallsReservedAndGivenBackWhenIdle) {
   const ntk::UncertaintyContext* mc1 = cache.get(cpu, model, mc).get();  // not held after the "call"
   mc.seed = 2;
   const ntk::UncertaintyContext* mc2 = cache.get(cpu, model, mc).get();
-  EXPECT_NE(mc1, mc2);  // Monte Carlo contexts are per seed
+  EXPECT_NE(mc1, mc2);          // Monte Carlo contexts are per seed
+  EXPECT_NE(mc1, first.get());  // and per mode: a call that changes modes never refills another's
   EXPECT_EQ(cache.size(), 3u);
   // The cached context gives the uncached result.
   ntk::Matrix<double> xt(4, 4, 0.5);

@@ -206,10 +206,8 @@ grpc::Status InferenceServiceImpl::ModelInfer(grpc::ServerContext* ctx, const in
                                    " needs the request parameter 'uncertainty' (exact, linearized or mc)");
 
     auto backend = rt_.backends.acquire([&] { call.check_alive(); });
-    PredictCache cache;
-    cache.model = model;
     pb::PredictResponse result;
-    predict_batch(rt_, *backend, *model, x.view(), 0, options, cache, result);
+    predict_batch(rt_, *backend, model, x.view(), 0, options, result);
     response->set_model_name(request->model_name());
     response->set_model_version("1");
     response->set_id(request->id());

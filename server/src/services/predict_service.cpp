@@ -45,14 +45,11 @@ grpc::Status PredictServiceImpl::Predict(grpc::ServerContext* ctx, const pb::Pre
     const std::int64_t batch = request->batch_rows() > 0 ? request->batch_rows() : 1024;
     if (batch > 1 << 20) throw ntk::InvalidArgument("batch_rows must be <= 1048576");
     auto backend = rt_.backends.acquire([&] { call.check_alive(); });
-    PredictCache cache;  // after the lease: released before it
-    cache.model = model;
     for (std::int64_t offset = 0; offset < in.x.rows; offset += batch) {
       call.check_alive();
       const std::int64_t rows = std::min(batch, in.x.rows - offset);
       pb::PredictResponse response;
-      predict_batch(rt_, *backend, *model, in.x.block(offset, 0, rows, in.x.cols), offset, options, cache,
-                    response);
+      predict_batch(rt_, *backend, model, in.x.block(offset, 0, rows, in.x.cols), offset, options, response);
       response.set_row_offset(offset);
       if (!writer->Write(response)) throw ntk::Cancelled("Predict: the client stopped reading");
     }
@@ -69,13 +66,10 @@ grpc::Status PredictServiceImpl::PredictStream(
     pb::PredictRequest request;
     // One backend for the whole stream: batches are in order and one at a time.
     std::optional<BackendPool::Lease> backend;
-    PredictCache cache;  // after the lease: released before it
     while (stream->Read(&request)) {
       call.check_alive();
       if (!request.model_id().empty() && request.model_id() != model_id) {
-        cache = {};  // it refers to the previous model
         model = rt_.store.model(call.tenant(), request.model_id());
-        cache.model = model;
         model_id = request.model_id();
       }
       if (!model) throw ntk::InvalidArgument("PredictStream: the first request must name model_id");
@@ -84,7 +78,7 @@ grpc::Status PredictServiceImpl::PredictStream(
       check_predict_input(*model, in.x);
       if (!backend) backend.emplace(rt_.backends.acquire([&] { call.check_alive(); }));
       pb::PredictResponse response;
-      predict_batch(rt_, **backend, *model, in.x, offset, options, cache, response);
+      predict_batch(rt_, **backend, model, in.x, offset, options, response);
       response.set_row_offset(offset);
       offset += in.x.rows;
       // Write blocks while the client is not reading: that is the backpressure.
