@@ -60,7 +60,7 @@ fi
 if command -v compute-sanitizer >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
-    if timeout 100 "$cs" --tool $tool --error-exitcode 9 $build/tests/cuda_tests --gtest_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*' \
+    if timeout 100 "$cs" --tool $tool --error-exitcode 9 $build/tests/cuda_tests --gtest_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*' \
          > "$log_dir/sanitizer-$tool.log" 2>&1; then
       row "compute-sanitizer $tool" "clean"
     else

@@ -43,6 +43,10 @@ class OwningResident final : public ResidentMatrix {
   }
   std::vector<double> diagonal() override { return inner_->diagonal(); }
   double max_abs_row_sum() override { return inner_->max_abs_row_sum(); }
+  int solve_newton_system(Backend& backend, const NewtonSystem& system, ConstMatrixView<double> rhs,
+                          MatrixView<double> z, double tolerance, int max_iterations) override {
+    return inner_->solve_newton_system(backend, system, rhs, z, tolerance, max_iterations);
+  }
 
  private:
   Matrix<double> a_;  // before inner_, which may refer to it

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <optional>
 #include <sstream>
 
 #include "newton_preconditioner.hpp"
@@ -105,11 +104,10 @@ Matrix<double> direct_step(Backend& be, ResidentMatrix& theta, const FixedPointP
 //   delta_a = g - S^T z,   (I + S K S^T) z = S K g,   delta_h = K delta_a,
 // from Woodbury with W = S^T S, S = blockdiag((I - u u^T) diag(u)), u = sqrt(p_i). The system is SPD
 // with eigenvalues >= 1, preconditioned by the low-rank P of newton_preconditioner.hpp when `basis` has
-// columns and by its diagonal (Jacobi) otherwise. Solving for the correction rather than the new point
-// keeps CG's relative error relative to g, which vanishes at the solution: solving for a_new directly
-// left an error K S^T e that stalled the residual near 1e-9.
-// Every N x C buffer is allocated once per step: fresh ones per CG iteration made the allocator return
-// and re-fault its pages each time (20% of a fit at N = 1000).
+// columns and by its diagonal (Jacobi) otherwise, and solved where Theta lives
+// (ResidentMatrix::solve_newton_system: on the device for CUDA). Solving for the correction rather than
+// the new point keeps CG's relative error relative to g, which vanishes at the solution: solving for
+// a_new directly left an error K S^T e that stalled the residual near 1e-9.
 Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedPointProblem& pr,
                                 const State& s, const Matrix<double>& basis,
                                 const std::vector<double>& theta_diagonal, double cg_tolerance,
@@ -119,74 +117,34 @@ Matrix<double> matrix_free_step(Backend& be, ResidentMatrix& theta, const FixedP
   const Matrix<double> g = correction_rhs(pr, s);
   Matrix<double> t(n, c);
   apply_k(theta, pr, g.view(), t);
-  auto apply_s_all = [&](const Matrix<double>& v, bool transpose, Matrix<double>& out) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (transpose)
-        sample::apply_st(s.p.data() + i * c, v.data() + i * c, ci, out.data() + i * c);
-      else
-        sample::apply_s(s.p.data() + i * c, v.data() + i * c, ci, out.data() + i * c);
-    }
-  };
-  Matrix<double> st_v(n, c), k_st_v(n, c);
-  // out = (I + S K S^T) v
-  auto apply_op = [&](const Matrix<double>& v, Matrix<double>& out) {
-    apply_s_all(v, true, st_v);
-    if (float32_products)
-      theta.multiply_float32(pr.k, st_v.view(), 0.0, k_st_v.view());
-    else
-      apply_k(theta, pr, st_v.view(), k_st_v);
-    apply_s_all(k_st_v, false, out);
-    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] += v.data()[i];
-  };
-  std::optional<detail::NystromPreconditioner> nystrom;
-  Matrix<double> jacobi;
+  Matrix<double> rhs(n, c);
+  for (std::int64_t i = 0; i < n; ++i) sample::apply_s(s.p.row_data(i), t.row_data(i), ci, rhs.row_data(i));
+  NewtonSystem system;
+  system.k = pr.k;
+  system.p = s.p.view();
+  system.float32_products = float32_products;
+  Matrix<double> g_factor, jacobi;
   if (basis.cols() > 0) {
-    nystrom.emplace(be, basis, s.p);
+    g_factor = detail::nystrom_g_factor(be, basis, s.p);
+    system.basis = basis.view();
+    system.g_factor = g_factor.view();
   } else {
     jacobi = Matrix<double>(n, c);
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t j = 0; j < c; ++j)
         jacobi(i, j) = 1.0 / (1.0 + pr.k * theta_diagonal[static_cast<std::size_t>(i)] *
                                         sample::sst_diagonal(s.p.data() + i * c, ci, static_cast<int>(j)));
+    system.basis = ConstMatrixView<double>{nullptr, n, 0, 0};
+    system.inverse_diagonal = jacobi.view();
   }
-  auto precondition = [&](const Matrix<double>& r, Matrix<double>& q) {
-    if (nystrom) {
-      nystrom->apply(r, q);
-      return;
-    }
-    for (std::size_t i = 0; i < q.size(); ++i) q.data()[i] = jacobi.data()[i] * r.data()[i];
-  };
-  Matrix<double> rhs(n, c);
-  apply_s_all(t, false, rhs);
-  auto dot = [](const Matrix<double>& x, const Matrix<double>& y) {
-    double d = 0;
-    for (std::size_t i = 0; i < x.size(); ++i) d += x.data()[i] * y.data()[i];
-    return d;
-  };
-  Matrix<double> z(n, c, 0.0), r = rhs, q(n, c), dir(n, c), ad(n, c);
-  precondition(r, q);
-  dir = q;
-  double rq = dot(r, q);
-  const double rhs_norm = std::sqrt(dot(rhs, rhs));
-  iterations = 0;
-  while (rhs_norm > 0 && std::sqrt(dot(r, r)) > cg_tolerance * rhs_norm && iterations < max_iterations) {
-    apply_op(dir, ad);
-    const double alpha = rq / dot(dir, ad);
-    for (std::size_t i = 0; i < z.size(); ++i) {
-      z.data()[i] += alpha * dir.data()[i];
-      r.data()[i] -= alpha * ad.data()[i];
-    }
-    precondition(r, q);
-    const double rq_new = dot(r, q);
-    const double beta = rq_new / rq;
-    rq = rq_new;
-    for (std::size_t i = 0; i < dir.size(); ++i) dir.data()[i] = q.data()[i] + beta * dir.data()[i];
-    ++iterations;
-  }
+  Matrix<double> z(n, c);
+  iterations = theta.solve_newton_system(be, system, rhs.view(), z.view(), cg_tolerance, max_iterations);
   Matrix<double> a_new(n, c);
-  apply_s_all(z, true, st_v);
-  for (std::size_t i = 0; i < a_new.size(); ++i)
-    a_new.data()[i] = s.a.data()[i] + g.data()[i] - st_v.data()[i];
+  for (std::int64_t i = 0; i < n; ++i) {
+    double* out = a_new.row_data(i);
+    sample::apply_st(s.p.row_data(i), z.row_data(i), ci, out);
+    for (std::int64_t j = 0; j < c; ++j) out[j] = s.a(i, j) + g(i, j) - out[j];
+  }
   return a_new;
 }
 

@@ -5,7 +5,6 @@
 #include <random>
 
 #include "ntk/errors.hpp"
-#include "ntk/sample_math.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -109,16 +108,14 @@ Matrix<double> nystrom_basis(Backend& be, ResidentMatrix& theta, double k, int r
   return basis;
 }
 
-NystromPreconditioner::NystromPreconditioner(Backend& be, const Matrix<double>& basis,
-                                             const Matrix<double>& p)
-    : backend_(be), basis_(basis), p_(p) {
+Matrix<double> nystrom_g_factor(Backend& be, const Matrix<double>& basis, const Matrix<double>& p) {
   const std::int64_t n = p.rows(), c = p.cols(), l = basis.cols(), m = l * c;
   Matrix<double> z(n, m);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t a = 0; a < l; ++a)
       for (std::int64_t j = 0; j < c; ++j) z(i, a * c + j) = basis(i, a) * p(i, j);
-  g_factor_ = Matrix<double>(m, m);
-  be.gemm(true, false, -1.0, z.view(), z.view(), 0.0, g_factor_.view());
+  Matrix<double> g(m, m);
+  be.gemm(true, false, -1.0, z.view(), z.view(), 0.0, g.view());
   Matrix<double> scaled(n, l), block(l, l);
   for (std::int64_t j = 0; j < c; ++j) {
     for (std::int64_t i = 0; i < n; ++i) {
@@ -127,33 +124,11 @@ NystromPreconditioner::NystromPreconditioner(Backend& be, const Matrix<double>& 
     }
     be.gemm(true, false, 1.0, scaled.view(), scaled.view(), 0.0, block.view());
     for (std::int64_t a = 0; a < l; ++a)
-      for (std::int64_t b = 0; b < l; ++b) g_factor_(a * c + j, b * c + j) += block(a, b);
+      for (std::int64_t b = 0; b < l; ++b) g(a * c + j, b * c + j) += block(a, b);
   }
-  for (std::int64_t i = 0; i < m; ++i) g_factor_(i, i) += 1.0;
-  be.cholesky(g_factor_.view(), "Newton-CG preconditioner I + V^T V");
-}
-
-void NystromPreconditioner::apply(const Matrix<double>& r, Matrix<double>& out) {
-  const std::int64_t n = r.rows(), c = r.cols(), l = basis_.cols();
-  const int ci = static_cast<int>(c);
-  if (s_t_r_.rows() != n || s_t_r_.cols() != c) {
-    s_t_r_ = Matrix<double>(n, c);
-    basis_times_ = Matrix<double>(n, c);
-    coefficients_ = Matrix<double>(l, c);
-  }
-  for (std::int64_t i = 0; i < n; ++i)
-    sample::apply_st(p_.row_data(i), r.row_data(i), ci, s_t_r_.row_data(i));
-  backend_.gemm(true, false, 1.0, basis_.view(), s_t_r_.view(), 0.0, coefficients_.view());
-  const MatrixView<double> t_vector{coefficients_.data(), l * c, 1, 1};
-  backend_.triangular_solve(g_factor_.view(), t_vector, false);
-  backend_.triangular_solve(g_factor_.view(), t_vector, true);
-  backend_.gemm(false, false, 1.0, basis_.view(), coefficients_.view(), 0.0, basis_times_.view());
-  if (out.rows() != n || out.cols() != c) out = Matrix<double>(n, c);
-  for (std::int64_t i = 0; i < n; ++i) {
-    double* o = out.row_data(i);
-    sample::apply_s(p_.row_data(i), basis_times_.row_data(i), ci, o);
-    for (std::int64_t j = 0; j < c; ++j) o[j] = r(i, j) - o[j];
-  }
+  for (std::int64_t i = 0; i < m; ++i) g(i, i) += 1.0;
+  be.cholesky(g.view(), "Newton-CG preconditioner I + V^T V");
+  return g;
 }
 
 }  // namespace ntk::detail

@@ -27,21 +27,9 @@ int automatic_preconditioner_rank(std::int64_t n, std::int64_t classes);
 // of k Theta from one step of subspace iteration on a fixed Gaussian sketch (seeded: reproducible).
 Matrix<double> nystrom_basis(Backend& backend, ResidentMatrix& theta, double k, int rank);
 
-class NystromPreconditioner {
- public:
-  // Factors G at probabilities p (N x C). Throws NumericalError if G is not positive definite, which
-  // only rounding far beyond float64's could cause (G >= I in exact arithmetic).
-  NystromPreconditioner(Backend& backend, const Matrix<double>& basis, const Matrix<double>& p);
-  // out = P^-1 r for r and out of N x C (out is resized when its shape differs). Not thread-safe: it
-  // works in the scratch buffers below, allocated once (CG calls it every iteration).
-  void apply(const Matrix<double>& r, Matrix<double>& out);
-
- private:
-  Backend& backend_;
-  const Matrix<double>& basis_;
-  const Matrix<double>& p_;
-  Matrix<double> g_factor_;  // lower Cholesky factor of G
-  Matrix<double> s_t_r_, coefficients_, basis_times_;
-};
+// The lower Cholesky factor of G = I + V^T V (l C x l C) at probabilities p (N x C): P^-1 for one Newton
+// step, applied by ResidentMatrix::solve_newton_system (NewtonSystem::g_factor). Throws NumericalError if
+// G is not positive definite, which only rounding far beyond float64's could cause (G >= I exactly).
+Matrix<double> nystrom_g_factor(Backend& backend, const Matrix<double>& basis, const Matrix<double>& p);
 
 }  // namespace ntk::detail

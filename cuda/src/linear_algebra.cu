@@ -5,24 +5,13 @@
 
 #include "linear_algebra.cuh"
 #include "ntk/cuda/errors.cuh"
+#include "transfer.cuh"
 
 namespace ntk::cuda {
 namespace {
 
-DeviceBuffer upload(DeviceResources& r, ConstMatrixView<double> m, const char* what, cudaStream_t s) {
-  DeviceBuffer b = r.pool().allocate(std::size_t(m.rows * m.cols) * sizeof(double), what);
-  if (m.rows && m.cols)
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(b.as<double>(), std::size_t(m.cols) * sizeof(double), m.data,
-                                     std::size_t(m.ld) * sizeof(double), std::size_t(m.cols) * sizeof(double),
-                                     std::size_t(m.rows), cudaMemcpyHostToDevice, s));
-  return b;
-}
-
 void download(const DeviceBuffer& b, MatrixView<double> m, cudaStream_t s) {
-  if (m.rows && m.cols)
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(
-        m.data, std::size_t(m.ld) * sizeof(double), b.as<double>(), std::size_t(m.cols) * sizeof(double),
-        std::size_t(m.cols) * sizeof(double), std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
+  copy_to_host(m, b.as<double>(), s);
   NTK_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 

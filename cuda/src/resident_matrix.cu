@@ -3,18 +3,13 @@
 #include <vector>
 
 #include "convert.cuh"
+#include "newton_system.cuh"
 #include "ntk/cuda/errors.cuh"
 #include "resident_matrix.cuh"
+#include "transfer.cuh"
 
 namespace ntk::cuda {
 namespace {
-
-void copy_to_device(double* dst, ConstMatrixView<double> m, cudaStream_t s) {
-  if (m.rows && m.cols)
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(dst, std::size_t(m.cols) * sizeof(double), m.data,
-                                     std::size_t(m.ld) * sizeof(double), std::size_t(m.cols) * sizeof(double),
-                                     std::size_t(m.rows), cudaMemcpyHostToDevice, s));
-}
 
 // sums[i] = sum_j |a_ij| for a row-major n x n matrix: one warp per row.
 __global__ void abs_row_sums_kernel(const double* a, std::int64_t n, double* sums) {
@@ -94,26 +89,13 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
                         MatrixView<double> out) override {
     if (!check_shapes(v, out)) return;
-    {
-      std::lock_guard lock(mutex_);
-      resources_.activate();
-      if (!float32_refused_ && matrix_f32_.bytes() == 0) {
-        try {
-          matrix_f32_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(float),
-                                                   "float32 copy of the resident matrix");
-          const std::size_t count = std::size_t(n_) * std::size_t(n_);
-          convert_on_device(matrix_.as<double>(), count, matrix_f32_.as<float>(), resources_.stream(0));
-        } catch (const ResourceExhausted&) {
-          float32_refused_ = true;
-        }
-      }
-    }
-    if (float32_refused_) {
+    std::unique_lock lock(mutex_);
+    resources_.activate();
+    if (!ensure_float32_copy()) {
+      lock.unlock();
       multiply(alpha, v, beta, out);
       return;
     }
-    std::lock_guard lock(mutex_);
-    resources_.activate();
     cudaStream_t s = resources_.stream(0);
     prepare_operands(v, beta, out, s);
     const std::int64_t m = v.cols;
@@ -137,7 +119,37 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     download_result(out, s);
   }
 
+  // On the device end to end (newton_system.cu); float32 products fall back to float64 without room for
+  // the float32 copy, as in multiply_float32. Holds the device for the whole solve.
+  int solve_newton_system(Backend&, const NewtonSystem& system, ConstMatrixView<double> rhs,
+                          MatrixView<double> z, double tolerance, int max_iterations) override {
+    check_newton_system(system, n_, rhs, z);
+    std::lock_guard lock(mutex_);
+    resources_.activate();
+    NewtonSystem effective = system;
+    if (effective.float32_products && !ensure_float32_copy()) effective.float32_products = false;
+    const DeviceTheta theta{matrix_.as<double>(), effective.float32_products ? matrix_f32_.as<float>() : nullptr,
+                            n_};
+    return solve_newton_system_on_device(resources_, theta, effective, rhs, z, tolerance, max_iterations);
+  }
+
  private:
+  // The float32 copy of A (N^2 x 4 bytes), made on first use; false when the pool has no room for it.
+  // Call with mutex_ held.
+  bool ensure_float32_copy() {
+    if (!float32_refused_ && matrix_f32_.bytes() == 0) {
+      try {
+        matrix_f32_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(float),
+                                                 "float32 copy of the resident matrix");
+        const std::size_t count = std::size_t(n_) * std::size_t(n_);
+        convert_on_device(matrix_.as<double>(), count, matrix_f32_.as<float>(), resources_.stream(0));
+      } catch (const ResourceExhausted&) {
+        float32_refused_ = true;
+      }
+    }
+    return !float32_refused_;
+  }
+
   bool check_shapes(ConstMatrixView<double> v, MatrixView<double> out) const {
     if (v.rows != n_ || out.rows != n_ || out.cols != v.cols)
       throw InvalidArgument("resident product shapes do not agree: " + std::to_string(n_) + " x " +
@@ -168,10 +180,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   }
 
   void download_result(MatrixView<double> out, cudaStream_t s) {
-    const std::size_t m = static_cast<std::size_t>(out.cols);
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(out.data, std::size_t(out.ld) * sizeof(double), result_.as<double>(),
-                                     m * sizeof(double), m * sizeof(double), std::size_t(n_),
-                                     cudaMemcpyDeviceToHost, s));
+    copy_to_host(out, result_.as<double>(), s);
     NTK_CUDA_CHECK(cudaStreamSynchronize(s));
   }
 

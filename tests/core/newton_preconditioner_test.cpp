@@ -1,6 +1,6 @@
 // The Nystrom preconditioner of Newton-CG (core/src/newton_preconditioner.hpp) against dense references:
-// B B^T never exceeds k Theta and equals it at full rank, P^-1 is the inverse of the explicitly formed
-// P = I + S (B B^T (x) I) S^T, and the fit it accelerates lands on the same fixed point, with CG's
+// B B^T never exceeds k Theta and equals it at full rank, P^-1 is the system's inverse at full rank, the
+// Newton-CG solve (ResidentMatrix::solve_newton_system) matches a dense solve, and the fit it accelerates lands on the same fixed point, with CG's
 // products in float64 or in float32.
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 #include <random>
 
 #include "newton_preconditioner.hpp"
+#include "newton_system_case.hpp"
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/newton.hpp"
@@ -34,18 +35,6 @@ Matrix<double> gram(const Matrix<double>& b) {  // B B^T
     for (std::int64_t j = 0; j < b.rows(); ++j)
       for (std::int64_t a = 0; a < b.cols(); ++a) g(i, j) += b(i, a) * b(j, a);
   return g;
-}
-
-Matrix<double> random_probabilities(std::int64_t n, std::int64_t c, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, 2.0);
-  Matrix<double> p(n, c);
-  for (std::int64_t i = 0; i < n; ++i) {
-    double sum = 0;
-    for (std::int64_t j = 0; j < c; ++j) sum += p(i, j) = std::exp(normal(rng));
-    for (std::int64_t j = 0; j < c; ++j) p(i, j) /= sum;
-  }
-  return p;
 }
 
 class NystromTest : public ::testing::Test {
@@ -105,43 +94,49 @@ TEST_F(NystromTest, ColumnsThetaAnnihilatesAreDropped) {
     for (std::int64_t j = 0; j < 12; ++j) EXPECT_NEAR(g(i, j), theta(i, j), 1e-8 * theta(0, 0));
 }
 
-TEST_F(NystromTest, ApplyIsTheInverseOfTheDenseP) {
-  const std::int64_t n = 25, c = 3;
-  const auto x = ntk::testing::random_inputs(n, 6, 21);
-  const Matrix<double> theta = relu_kernel(cpu_, x);
-  const Matrix<double> b =
-      ntk::detail::nystrom_basis(cpu_, *cpu_.make_resident(theta.view(), "theta"), 2.5, 6);
-  const Matrix<double> p = random_probabilities(n, c, 22);
-  // P = I + S (B B^T (x) I_C) S^T over the index i C + c, S_i = (I - u u^T) diag(u), u = sqrt(p_i).
-  const std::int64_t m = n * c;
-  Matrix<double> s(m, m);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t r = 0; r < c; ++r)
-      for (std::int64_t q = 0; q < c; ++q) {
-        const double ur = std::sqrt(p(i, r)), uq = std::sqrt(p(i, q));
-        s(i * c + r, i * c + q) = ((r == q ? 1.0 : 0.0) - ur * uq) * uq;
-      }
-  const Matrix<double> bb = gram(b);
-  Matrix<double> kron(m, m);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j)
-      for (std::int64_t r = 0; r < c; ++r) kron(i * c + r, j * c + r) = bb(i, j);
-  Matrix<double> dense(m, m), sk(m, m);
-  cpu_.gemm(false, false, 1.0, s.view(), kron.view(), 0.0, sk.view());
-  cpu_.gemm(false, true, 1.0, sk.view(), s.view(), 0.0, dense.view());
-  for (std::int64_t i = 0; i < m; ++i) dense(i, i) += 1.0;
+// At full rank B B^T = k Theta, so P is the system's A itself and CG is done after one iteration: this
+// checks P^-1 (Woodbury through G) against the dense A without exposing it.
+TEST_F(NystromTest, FullRankPreconditionerIsTheSystemsInverse) {
+  const auto t = ntk::testing::make_newton_system_case(cpu_, 12, 3, 12, 2.5, 21);
+  ASSERT_EQ(t.basis.cols(), 12);
+  const auto theta = cpu_.make_resident(t.theta.view(), "theta");
+  Matrix<double> z(12, 3, std::nan(""));
+  const int iterations = theta->solve_newton_system(cpu_, t.system(), t.rhs.view(), z.view(), 1e-6, 50);
+  EXPECT_EQ(iterations, 1);
+  EXPECT_LE(ntk::testing::max_abs_diff(z, t.dense_solution(cpu_)), 1e-6);
+}
 
-  ntk::detail::NystromPreconditioner pre(cpu_, b, p);
-  std::mt19937_64 rng(23);
-  std::normal_distribution<double> normal;
-  Matrix<double> r(n, c), out;
-  for (auto& v : r.storage()) v = normal(rng);
-  pre.apply(r, out);
-  // P out must give r back.
-  for (std::int64_t row = 0; row < m; ++row) {
-    double back = 0;
-    for (std::int64_t col = 0; col < m; ++col) back += dense(row, col) * out.data()[col];
-    EXPECT_NEAR(back, r.data()[row], 1e-12 * (1 + std::abs(r.data()[row]))) << row;
+// The host Newton-CG solve against the dense solve, with a low-rank Nystrom and with the Jacobi
+// preconditioner, products in float64 and in float32 (the latter to float32's accuracy).
+TEST_F(NystromTest, NewtonSystemSolveMatchesTheDenseSolve) {
+  for (const int rank : {4, 0}) {
+    const auto t = ntk::testing::make_newton_system_case(cpu_, 30, 4, rank, 40.0, 22);
+    const Matrix<double> reference = t.dense_solution(cpu_);
+    const auto theta = cpu_.make_resident(t.theta.view(), "theta");
+    for (const bool float32 : {false, true}) {
+      Matrix<double> z(30, 4, std::nan(""));
+      const int iterations =
+          theta->solve_newton_system(cpu_, t.system(float32), t.rhs.view(), z.view(), 1e-12, 500);
+      EXPECT_GT(iterations, 1) << "rank " << rank;
+      EXPECT_LE(ntk::testing::max_abs_diff(z, reference), float32 ? 1e-4 : 1e-9)
+          << "rank " << rank << (float32 ? ", float32" : ", float64");
+    }
+  }
+}
+
+TEST_F(NystromTest, NewtonSystemShapesAreChecked) {
+  const auto t = ntk::testing::make_newton_system_case(cpu_, 10, 3, 2, 1.0, 23);
+  const auto theta = cpu_.make_resident(t.theta.view(), "theta");
+  Matrix<double> z(10, 3), short_z(9, 3);
+  EXPECT_THROW(theta->solve_newton_system(cpu_, t.system(), t.rhs.view(), short_z.view(), 1e-8, 10),
+               ntk::InvalidArgument);
+  auto no_factor = t.system();
+  no_factor.g_factor = {};
+  try {
+    theta->solve_newton_system(cpu_, no_factor, t.rhs.view(), z.view(), 1e-8, 10);
+    ADD_FAILURE() << "a missing preconditioner factor was accepted";
+  } catch (const ntk::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("preconditioner factor G"), std::string::npos) << e.what();
   }
 }
 

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "../core/newton_system_case.hpp"
 #include "../core/test_data.hpp"
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
@@ -82,6 +83,39 @@ TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
       }
     EXPECT_LE(worst, 0x1p-24 * (4 + double(n) / 16)) << "beta " << beta;
     EXPECT_GT(max_abs_diff(out_gpu, out_cpu), 1e-12) << "the float32 path was not taken";
+  }
+}
+
+// Newton-CG's inner solve on the device (ResidentMatrix::solve_newton_system) against the CPU's and the
+// dense solve: Nystrom and Jacobi preconditioners, float64 and float32 products, a poisoned output, and
+// the pool back to its baseline afterwards.
+TEST_F(CudaAlgorithmsTest, NewtonSystemSolveMatchesCpu) {
+  const std::int64_t n = 203, c = 5;
+  for (const int rank : {6, 0}) {
+    const auto t = ntk::testing::make_newton_system_case(cpu_, n, c, rank, 40.0, 41 + rank);
+    const Matrix<double> dense = t.dense_solution(cpu_);
+    const auto cpu_theta = cpu_.make_resident(t.theta.view(), "theta");
+    const std::size_t before = gpu_->memory().in_use;
+    {
+      const auto gpu_theta = gpu_->make_resident(t.theta.view(), "theta");
+      for (const bool float32 : {false, true}) {
+        Matrix<double> z_cpu(n, c), z_gpu(n, c, std::nan(""));
+        const int it_cpu =
+            cpu_theta->solve_newton_system(cpu_, t.system(float32), t.rhs.view(), z_cpu.view(), 1e-12, 500);
+        const int it_gpu =
+            gpu_theta->solve_newton_system(*gpu_, t.system(float32), t.rhs.view(), z_gpu.view(), 1e-12, 500);
+        const std::string what = "rank " + std::to_string(rank) + (float32 ? ", float32" : ", float64");
+        EXPECT_LE(std::abs(it_gpu - it_cpu), 1) << what << ": " << it_gpu << " vs " << it_cpu;
+        EXPECT_LE(max_abs_diff(z_gpu, dense), float32 ? 1e-4 : 1e-9) << what;
+        if (!float32) {
+          EXPECT_LE(max_abs_diff(z_gpu, z_cpu), 1e-9) << what;
+        }
+      }
+      Matrix<double> wrong(n - 1, c);
+      EXPECT_THROW(gpu_theta->solve_newton_system(*gpu_, t.system(), t.rhs.view(), wrong.view(), 1e-8, 10),
+                   ntk::InvalidArgument);
+    }
+    EXPECT_EQ(gpu_->memory().in_use, before) << "rank " << rank;
   }
 }
 

@@ -12,6 +12,21 @@
 
 namespace ntk {
 
+class Backend;
+
+// One Newton-CG system of the regularized cross-entropy fit (newton.cpp), for A the resident Theta:
+//   (I + S K S^T) z = rhs,   K = k A for every class,   S = blockdiag_i((I - u_i u_i^T) diag(u_i)),
+// u_i = sqrt(p_i), preconditioned by P^-1 = I - V G^-1 V^T (the Nystrom preconditioner of
+// newton_preconditioner.hpp, V y = rows S_i (y^T b_i)) when `basis` has columns, else by the diagonal.
+struct NewtonSystem {
+  double k = 0;
+  ConstMatrixView<double> p;                 // N x C softmax probabilities
+  ConstMatrixView<double> basis;             // N x l Nystrom basis B; l = 0 for Jacobi
+  ConstMatrixView<double> g_factor;          // l C x l C lower Cholesky factor of G (when l > 0)
+  ConstMatrixView<double> inverse_diagonal;  // N x C Jacobi preconditioner (when l = 0)
+  bool float32_products = false;             // the operator's K products through multiply_float32
+};
+
 // A square float64 matrix (the training kernel) kept where the backend computes, so that the solvers'
 // many products with thin N x m blocks (Newton-CG, the Nystrom sketch, the gradient-flow ODE) do not
 // move it every time: the CUDA backend uploads it once into its device memory pool.
@@ -33,7 +48,20 @@ class ResidentMatrix {
   // preconditioner, the estimate of the rounding floor).
   virtual std::vector<double> diagonal() = 0;
   virtual double max_abs_row_sum() = 0;
+  // z (N x C) = the preconditioned-CG solution of `system` (this matrix is its A) from z = 0, stopped at
+  // ||r|| <= tolerance ||rhs|| or max_iterations; returns the iterations. One algorithm for all backends
+  // (detail/conjugate_gradient.hpp); the default keeps the vectors on the host, multiplies through
+  // multiply() / multiply_float32() and the preconditioner's small products through backend.gemm();
+  // the CUDA backend keeps every vector, the probabilities and the preconditioner on the device, so an
+  // iteration moves only three scalars (its dot products) to the host. Throws InvalidArgument for
+  // inconsistent shapes.
+  virtual int solve_newton_system(Backend& backend, const NewtonSystem& system, ConstMatrixView<double> rhs,
+                                  MatrixView<double> z, double tolerance, int max_iterations);
 };
+
+// The shape checks of solve_newton_system shared by its implementations; throws InvalidArgument.
+void check_newton_system(const NewtonSystem& system, std::int64_t n, ConstMatrixView<double> rhs,
+                         MatrixView<double> z);
 
 // Products K_ntk(x, X) B for many x with X (N x d) and B (N x m) fixed: prediction, B being a model's
 // coefficients. The CUDA backend keeps X, its layer variances and B in device memory and never moves a
