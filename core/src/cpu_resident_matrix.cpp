@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -96,8 +97,7 @@ class CpuResidentMatrix final : public ResidentMatrix {
       : backend_(backend),
         a_(a),
         thin_product_(detail::select_tile_recursion().thin_product),
-        thin_product_f32_(detail::select_tile_recursion().thin_product_f32),
-        team_(static_cast<int>(std::clamp<std::int64_t>(a.rows / 256, 1, backend.threads()))) {}
+        thin_product_f32_(detail::select_tile_recursion().thin_product_f32) {}
 
   std::int64_t rows() const override { return a_.rows; }
 
@@ -107,7 +107,8 @@ class CpuResidentMatrix final : public ResidentMatrix {
       backend_.gemm(false, false, alpha, a_, v, beta, out);
       return;
     }
-    thin_multiply(thin_product_, a_.data, a_.ld, alpha, v, beta, out, f64_);
+    std::lock_guard lock(mutex_);
+    thin_multiply_locked(thin_product_, a_.data, a_.ld, alpha, v, beta, out, f64_);
   }
 
   std::vector<double> diagonal() override { return detail::diagonal_of(a_); }
@@ -122,14 +123,15 @@ class CpuResidentMatrix final : public ResidentMatrix {
       return;
     }
     const std::int64_t n = a_.rows;
+    std::lock_guard lock(mutex_);
     if (a_f32_.rows() != n) {
       a_f32_ = Matrix<float>(n, n);
-      team_.run([&](int part, int parts) {
+      team().run([&](int part, int parts) {
         for (std::int64_t i = n * part / parts; i < n * (part + 1) / parts; ++i)
           for (std::int64_t j = 0; j < n; ++j) a_f32_(i, j) = static_cast<float>(a_(i, j));
       });
     }
-    thin_multiply(thin_product_f32_, a_f32_.data(), n, alpha, v, beta, out, f32_);
+    thin_multiply_locked(thin_product_f32_, a_f32_.data(), n, alpha, v, beta, out, f32_);
   }
 
  private:
@@ -148,9 +150,19 @@ class CpuResidentMatrix final : public ResidentMatrix {
     return m > 0 && n > 0;
   }
 
+  // The workers, started on the first thin product (a matrix only multiplied with wide blocks, like the
+  // uncertainty's, never starts them). Call with mutex_ held.
+  WorkerTeam& team() {
+    if (!team_)
+      team_ = std::make_unique<WorkerTeam>(
+          static_cast<int>(std::clamp<std::int64_t>(a_.rows / 256, 1, backend_.threads())));
+    return *team_;
+  }
+
+  // Call with mutex_ held: the buffers and the team serve one product at a time.
   template <class T>
-  void thin_multiply(detail::ThinProductFn<T> product_fn, const T* a, std::int64_t lda, double alpha,
-                     ConstMatrixView<double> v, double beta, MatrixView<double> out, Buffers<T>& buf) {
+  void thin_multiply_locked(detail::ThinProductFn<T> product_fn, const T* a, std::int64_t lda, double alpha,
+                            ConstMatrixView<double> v, double beta, MatrixView<double> out, Buffers<T>& buf) {
     const std::int64_t n = a_.rows, m = v.cols;
     if (buf.product.rows() != n || buf.product.cols() != m) {
       buf.product = Matrix<T>(n, m);
@@ -159,7 +171,7 @@ class CpuResidentMatrix final : public ResidentMatrix {
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t q = 0; q < m; ++q) buf.vt(q, i) = static_cast<T>(v(i, q));
     // Any errors here would be programming errors: the thin product throws nothing.
-    team_.run([&](int part, int parts) {
+    team().run([&](int part, int parts) {
       const std::int64_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
       product_fn(a + r0 * lda, lda, r1 - r0, n, buf.vt.data(), m, buf.product.data() + r0 * m);
     });
@@ -174,7 +186,10 @@ class CpuResidentMatrix final : public ResidentMatrix {
   ConstMatrixView<double> a_;
   detail::ThinProductFn<double> thin_product_;
   detail::ThinProductFn<float> thin_product_f32_;
-  WorkerTeam team_;
+  // Products from several threads (the server shares a model's uncertainty context between requests)
+  // take turns on the buffers and workers; wide products go to the BLAS without it.
+  std::mutex mutex_;
+  std::unique_ptr<WorkerTeam> team_;
   Buffers<double> f64_;
   Buffers<float> f32_;
   Matrix<float> a_f32_;

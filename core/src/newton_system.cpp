@@ -27,8 +27,14 @@ class HostNewtonOps {
   using Vector = Matrix<double>;
 
   HostNewtonOps(Backend& backend, ResidentMatrix& theta, const NewtonSystem& system)
-      : backend_(backend), theta_(theta), system_(system), n_(system.p.rows), c_(system.p.cols),
-        l_(system.basis.cols), st_v_(n_, c_), k_st_v_(n_, c_) {
+      : backend_(backend),
+        theta_(theta),
+        system_(system),
+        n_(system.p.rows),
+        c_(system.p.cols),
+        l_(system.basis.cols),
+        st_v_(n_, c_),
+        k_st_v_(n_, c_) {
     if (l_ > 0) {
       coefficients_ = Matrix<double>(l_, c_);
       basis_times_ = Matrix<double>(n_, c_);

@@ -7,6 +7,7 @@
 
 #include "ntk/classifier.hpp"
 #include "ntk/errors.hpp"
+#include "ntk/logging.hpp"
 #include "ntk/newton.hpp"
 #include "ntk/sample_math.hpp"
 
@@ -66,6 +67,17 @@ Matrix<double> nngp_diagonal(Backend& be, const Model& m, ConstMatrixView<double
   return out;
 }
 
+// `a` resident where the backend computes or, when there is no room there, a host view multiplied
+// through gemm() (the Backend default: slower on a GPU, but the request still succeeds).
+std::unique_ptr<ResidentMatrix> resident_or_host(Backend& be, const Matrix<double>& a, const char* what) {
+  try {
+    return be.make_resident(a.view(), what);
+  } catch (const ResourceExhausted& e) {
+    log_warning(std::string("uncertainty: ") + what + " stays on the host: " + e.what());
+    return be.Backend::make_resident(a.view(), what);
+  }
+}
+
 double column_dot(const Matrix<double>& a, const Matrix<double>& b, std::int64_t col) {
   double s = 0;
   for (std::int64_t n = 0; n < a.rows(); ++n) s += a(n, col) * b(n, col);
@@ -86,6 +98,10 @@ struct UncertaintyContext {
   LaplaceFactors factors;
   Matrix<double> q;  // linearized: sum_c E_c K E_c
   double k = 0;
+  // The N x N matrices every block multiplies with, resident where the backend computes (on CUDA
+  // uploaded once per model, not once per product): views of k_xx, factors.e and q above.
+  std::unique_ptr<ResidentMatrix> k_xx_resident, q_resident;
+  std::vector<std::unique_ptr<ResidentMatrix>> e_resident;
   // Monte Carlo: the NNGP's lower factor, and per sample z (f0(X) = L z) and the predictor coefficients
   Matrix<double> chol;
   std::vector<Matrix<double>> zs, coef;
@@ -116,7 +132,7 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
     be.triangular_solve(m.theta_factor.view(), v.view(), false);
     be.triangular_solve(m.theta_factor.view(), v.view(), true);
     Matrix<double> kv(n, t);
-    be.gemm(false, false, 1.0, sh.k_xx.view(), v.view(), 0.0, kv.view());
+    sh.k_xx_resident->multiply(1.0, v.view(), 0.0, kv.view());
     for (std::int64_t i = 0; i < t; ++i) {
       const double sigma = std::max(0.0, k_ss(i, 0) + column_dot(v, kv, i) - 2 * column_dot(v, k_xs, i));
       double* cov = out.covariance.row_data(r0 + i);
@@ -130,20 +146,30 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
   for (auto& e : u.storage()) e *= sh.k;
   const std::size_t cs = static_cast<std::size_t>(c);
   std::vector<Matrix<double>> z(cs), y(cs), r(cs), qy(cs), ek(cs);
+  // Y_a = M^-T M^-1 Z_a for every class in one pair of solves on the N x C t block [Z_0 ... Z_C-1].
+  Matrix<double> stacked(n, c * t);
+  for (std::size_t a = 0; a < cs; ++a) {
+    z[a] = Matrix<double>(n, t);
+    sh.e_resident[a]->multiply(1.0, u.view(), 0.0, z[a].view());
+    for (std::int64_t i = 0; i < n; ++i)
+      std::copy(z[a].row_data(i), z[a].row_data(i) + t, stacked.row_data(i) + std::int64_t(a) * t);
+  }
+  apply_m_inverse(be, sh.factors, stacked.view());
   Matrix<double> kz(n, t);
   for (std::size_t a = 0; a < cs; ++a) {
-    const ConstMatrixView<double> e_a = sh.factors.e[a].view();
-    z[a] = Matrix<double>(n, t);
-    be.gemm(false, false, 1.0, e_a, u.view(), 0.0, z[a].view());
-    y[a] = z[a];
-    apply_m_inverse(be, sh.factors, y[a].view());
-    be.gemm(false, false, 1.0, sh.k_xx.view(), z[a].view(), 0.0, kz.view());
+    ResidentMatrix& e_a = *sh.e_resident[a];
+    y[a] = Matrix<double>(n, t);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double* from = stacked.row_data(i) + std::int64_t(a) * t;
+      std::copy(from, from + t, y[a].row_data(i));
+    }
+    sh.k_xx_resident->multiply(1.0, z[a].view(), 0.0, kz.view());
     r[a] = Matrix<double>(n, t);
-    be.gemm(false, false, 1.0, e_a, kz.view(), 0.0, r[a].view());
+    e_a.multiply(1.0, kz.view(), 0.0, r[a].view());
     qy[a] = Matrix<double>(n, t);
-    be.gemm(false, false, 1.0, sh.q.view(), y[a].view(), 0.0, qy[a].view());
+    sh.q_resident->multiply(1.0, y[a].view(), 0.0, qy[a].view());
     ek[a] = Matrix<double>(n, t);
-    be.gemm(false, false, 1.0, e_a, k_xs.view(), 0.0, ek[a].view());
+    e_a.multiply(1.0, k_xs.view(), 0.0, ek[a].view());
     // The diagonal's Z_a terms now, while K Z_a is at hand: Z_a^T K Z_a - 2 Z_a . k_X*.
     for (std::int64_t i = 0; i < t; ++i) {
       double* cov = out.covariance.row_data(r0 + i);
@@ -373,7 +399,11 @@ void prepare(Backend& be, const Model& m, const UncertaintyOptions& o, Uncertain
         be.gemm(false, false, 1.0, ctx.k_xx.view(), e.view(), 0.0, ke.view());
         be.gemm(false, false, 1.0, e.view(), ke.view(), 1.0, ctx.q.view());
       }
+      for (const Matrix<double>& e : ctx.factors.e)
+        ctx.e_resident.push_back(resident_or_host(be, e, "Laplace factor E_c"));
+      ctx.q_resident = resident_or_host(be, ctx.q, "sum_c E_c K E_c");
     }
+    ctx.k_xx_resident = resident_or_host(be, ctx.k_xx, "NNGP of the training inputs");
   }
   ctx.mode = o.mode;
   ctx.seed = o.seed;
@@ -444,8 +474,8 @@ UncertaintyResult predict_uncertainty(Backend& be, const Model& m, ConstMatrixVi
     monte_carlo(be, m, x, o, ctx, out);
   } else {
     const std::int64_t n = m.x_train.rows();
-    // Test points per batch: the linearized mode holds 5 C + 4 blocks of N x batch.
-    const std::int64_t per = regularized ? (5 * c + 4) * n : 4 * n;
+    // Test points per batch: the linearized mode holds 6 C + 4 blocks of N x batch.
+    const std::int64_t per = regularized ? (6 * c + 4) * n : 4 * n;
     const std::int64_t tile =
         o.tile_rows > 0 ? o.tile_rows : std::max<std::int64_t>(1, (std::int64_t(32) << 20) / per);
     for (std::int64_t r0 = 0; r0 < t; r0 += tile)

@@ -22,6 +22,7 @@ class DeviceKernelProduct final : public KernelProduct {
     std::lock_guard lock(mutex_);
     r_.activate();
     cudaStream_t s = r_.stream(0);
+    if (n_ == 0) return;  // apply() answers beta * out without the device
     operand_ = std::make_unique<DeviceNtkOperand<T>>(r_, spec_, x_train, s);
     b_ = r_.pool().allocate(std::max<std::size_t>(1, std::size_t(n_) * std::size_t(m_)) * sizeof(double),
                             "kernel product right-hand side");

@@ -29,6 +29,11 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
     throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + " * " +
                           shape(b.rows, b.cols) + " -> " + shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: c = beta c, as the CPU backend (cuBLAS refuses the zero leading dimension)
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+    return;
+  }
   r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer da = upload(r, a, "gemm operand", s), db = upload(r, b, "gemm operand", s);

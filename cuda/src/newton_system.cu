@@ -54,8 +54,15 @@ class DeviceNewtonOps {
   using Vector = DeviceBuffer;
 
   DeviceNewtonOps(DeviceResources& r, const DeviceTheta& theta, const NewtonSystem& system)
-      : r_(r), theta_(theta), system_(system), n_(system.p.rows), c_(system.p.cols), l_(system.basis.cols),
-        count_(n_ * c_), stream_(r.stream(0)), blas_(r.cublas()) {
+      : r_(r),
+        theta_(theta),
+        system_(system),
+        n_(system.p.rows),
+        c_(system.p.cols),
+        l_(system.basis.cols),
+        count_(n_ * c_),
+        stream_(r.stream(0)),
+        blas_(r.cublas()) {
     NTK_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     NTK_CUBLAS_CHECK(cublasSetPointerMode(blas_, CUBLAS_POINTER_MODE_HOST));
     p_ = upload(r_, system.p, "Newton-CG probabilities", stream_);
@@ -70,7 +77,8 @@ class DeviceNewtonOps {
       inverse_diagonal_ = upload(r_, system.inverse_diagonal, "Newton-CG Jacobi preconditioner", stream_);
     }
     if (system.float32_products)
-      operand_f32_ = r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
+      operand_f32_ =
+          r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
   }
 
   Vector make() { return r_.pool().allocate(std::size_t(count_) * sizeof(double), "Newton-CG vector"); }
@@ -105,8 +113,8 @@ class DeviceNewtonOps {
   // out = P^-1 r: r - S B (G^-1 (B^T S^T r)) (Nystrom; G = L L^T) or the Jacobi scaling.
   void precondition(const Vector& r, Vector& out) {
     if (l_ == 0) {
-      scale_kernel<<<blocks_for(count_), kThreads, 0, stream_>>>(inverse_diagonal_.as<double>(), r.as<double>(),
-                                                                  count_, out.as<double>());
+      scale_kernel<<<blocks_for(count_), kThreads, 0, stream_>>>(inverse_diagonal_.as<double>(),
+                                                                 r.as<double>(), count_, out.as<double>());
       NTK_CUDA_CHECK_LAUNCH("scale_kernel");
       return;
     }
@@ -153,8 +161,8 @@ class DeviceNewtonOps {
     float* r32 = v32 + count_;
     convert_on_device(v.as<double>(), std::size_t(count_), v32, stream_);
     const float one_f = 1.0f, zero_f = 0.0f;
-    NTK_CUBLAS_CHECK(cublasSgemm_64(blas_, CUBLAS_OP_N, CUBLAS_OP_N, c_, n_, n_, &one_f, v32, c_, theta_.f32, n_,
-                                    &zero_f, r32, c_));
+    NTK_CUBLAS_CHECK(cublasSgemm_64(blas_, CUBLAS_OP_N, CUBLAS_OP_N, c_, n_, n_, &one_f, v32, c_, theta_.f32,
+                                    n_, &zero_f, r32, c_));
     convert_on_device(r32, std::size_t(count_), out.as<double>(), stream_);
     NTK_CUBLAS_CHECK(cublasDscal_64(blas_, count_, &k, out.as<double>(), 1));
   }
@@ -172,12 +180,13 @@ class DeviceNewtonOps {
 }  // namespace
 
 int solve_newton_system_on_device(DeviceResources& resources, const DeviceTheta& theta,
-                                  const NewtonSystem& system, ConstMatrixView<double> rhs, MatrixView<double> z,
-                                  double tolerance, int max_iterations) {
+                                  const NewtonSystem& system, ConstMatrixView<double> rhs,
+                                  MatrixView<double> z, double tolerance, int max_iterations) {
   const std::int64_t n = system.p.rows, c = system.p.cols;
   if (n == 0 || c == 0) return 0;
   if (c > std::numeric_limits<int>::max())
-    throw InvalidArgument("Newton system: " + std::to_string(c) + " classes is more than the device supports");
+    throw InvalidArgument("Newton system: " + std::to_string(c) +
+                          " classes is more than the device supports");
   if (system.float32_products && theta.f32 == nullptr)
     throw InvalidArgument("Newton system: float32 products asked for without a float32 copy of Theta");
   resources.activate();

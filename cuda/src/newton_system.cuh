@@ -16,7 +16,7 @@ struct DeviceTheta {
 // with every vector, the probabilities and the preconditioner in the pool; only rhs, z and the dot
 // products cross PCIe. The caller holds the device mutex and has checked the system's shapes.
 int solve_newton_system_on_device(DeviceResources& resources, const DeviceTheta& theta,
-                                  const NewtonSystem& system, ConstMatrixView<double> rhs, MatrixView<double> z,
-                                  double tolerance, int max_iterations);
+                                  const NewtonSystem& system, ConstMatrixView<double> rhs,
+                                  MatrixView<double> z, double tolerance, int max_iterations);
 
 }  // namespace ntk::cuda

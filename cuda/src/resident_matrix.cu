@@ -114,8 +114,8 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     // result = alpha * float64(r32) + beta * result, in float64 (the scaling is exact there).
     double* product = scratch_result(count, s);
     convert_on_device(r32, count, product, s);
-    NTK_CUBLAS_CHECK(cublasDscal(h, int(count), &beta, result_.as<double>(), 1));
-    NTK_CUBLAS_CHECK(cublasDaxpy(h, int(count), &alpha, product, 1, result_.as<double>(), 1));
+    NTK_CUBLAS_CHECK(cublasDscal_64(h, std::int64_t(count), &beta, result_.as<double>(), 1));
+    NTK_CUBLAS_CHECK(cublasDaxpy_64(h, std::int64_t(count), &alpha, product, 1, result_.as<double>(), 1));
     download_result(out, s);
   }
 
@@ -128,8 +128,8 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     resources_.activate();
     NewtonSystem effective = system;
     if (effective.float32_products && !ensure_float32_copy()) effective.float32_products = false;
-    const DeviceTheta theta{matrix_.as<double>(), effective.float32_products ? matrix_f32_.as<float>() : nullptr,
-                            n_};
+    const DeviceTheta theta{matrix_.as<double>(),
+                            effective.float32_products ? matrix_f32_.as<float>() : nullptr, n_};
     return solve_newton_system_on_device(resources_, theta, effective, rhs, z, tolerance, max_iterations);
   }
 
@@ -162,10 +162,9 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // v (and, for beta != 0, out) uploaded into operand_ / result_, grown as needed.
   void prepare_operands(ConstMatrixView<double> v, double beta, MatrixView<double> out, cudaStream_t s) {
     const std::size_t bytes = std::size_t(n_) * std::size_t(v.cols) * sizeof(double);
-    if (operand_.bytes() < bytes) {
-      operand_ = resources_.pool().allocate(bytes, "resident product operand");
-      result_ = resources_.pool().allocate(bytes, "resident product result");
-    }
+    // Each grown on its own: an allocation that throws must not leave result_ smaller than operand_.
+    if (operand_.bytes() < bytes) operand_ = resources_.pool().allocate(bytes, "resident product operand");
+    if (result_.bytes() < bytes) result_ = resources_.pool().allocate(bytes, "resident product result");
     copy_to_device(operand_.as<double>(), v, s);
     if (beta != 0)
       copy_to_device(result_.as<double>(), out.as_const(), s);

@@ -20,9 +20,9 @@ inline void copy_to_device(double* dst, ConstMatrixView<double> m, cudaStream_t 
 // m <- src (rows * cols packed), on stream s; the caller synchronizes before reading m.
 inline void copy_to_host(MatrixView<double> m, const double* src, cudaStream_t s) {
   if (m.rows && m.cols)
-    NTK_CUDA_CHECK(cudaMemcpy2DAsync(m.data, std::size_t(m.ld) * sizeof(double), src,
-                                     std::size_t(m.cols) * sizeof(double), std::size_t(m.cols) * sizeof(double),
-                                     std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(
+        m.data, std::size_t(m.ld) * sizeof(double), src, std::size_t(m.cols) * sizeof(double),
+        std::size_t(m.cols) * sizeof(double), std::size_t(m.rows), cudaMemcpyDeviceToHost, s));
 }
 
 // A pool buffer holding a copy of m (named `what` in an out-of-memory error).

@@ -1,7 +1,7 @@
 // The Nystrom preconditioner of Newton-CG (core/src/newton_preconditioner.hpp) against dense references:
 // B B^T never exceeds k Theta and equals it at full rank, P^-1 is the system's inverse at full rank, the
-// Newton-CG solve (ResidentMatrix::solve_newton_system) matches a dense solve, and the fit it accelerates lands on the same fixed point, with CG's
-// products in float64 or in float32.
+// Newton-CG solve (ResidentMatrix::solve_newton_system) matches a dense solve, and the fit it accelerates
+// lands on the same fixed point, with CG's products in float64 or in float32.
 #include <gtest/gtest.h>
 
 #include <cmath>

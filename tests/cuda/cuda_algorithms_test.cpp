@@ -105,7 +105,10 @@ TEST_F(CudaAlgorithmsTest, NewtonSystemSolveMatchesCpu) {
         const int it_gpu =
             gpu_theta->solve_newton_system(*gpu_, t.system(float32), t.rhs.view(), z_gpu.view(), 1e-12, 500);
         const std::string what = "rank " + std::to_string(rank) + (float32 ? ", float32" : ", float64");
-        EXPECT_LE(std::abs(it_gpu - it_cpu), 1) << what << ": " << it_gpu << " vs " << it_cpu;
+        // float32 products round differently in cuBLAS and on the CPU: only float64 pins the count.
+        if (!float32) {
+          EXPECT_LE(std::abs(it_gpu - it_cpu), 1) << what << ": " << it_gpu << " vs " << it_cpu;
+        }
         EXPECT_LE(max_abs_diff(z_gpu, dense), float32 ? 1e-4 : 1e-9) << what;
         if (!float32) {
           EXPECT_LE(max_abs_diff(z_gpu, z_cpu), 1e-9) << what;
@@ -164,17 +167,18 @@ TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel)
 }
 
 TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
-  // A 24 MiB budget forces tiles smaller than the 500 x 3000 block, so several column tiles accumulate.
+  // A 2 MiB budget forces tiles of about 300 x 188 on the 600 x 3000 product: two row blocks (the per-block
+  // beta upload) and 16 column tiles accumulating into each.
   ntk::BackendOptions small;
-  small.device_memory_budget = std::size_t(24) << 20;
+  small.device_memory_budget = std::size_t(2) << 20;
   auto gpu = ntk::cuda::make_cuda_backend(0, small);
   const Matrix<double> train = random_inputs(3000, 17, 22), b = random_inputs(3000, 7, 23);
-  const Matrix<double> x = random_inputs(500, 17, 24);
+  const Matrix<double> x = random_inputs(600, 17, 24);
   for (bool float32 : {false, true}) {
     const auto on_gpu = gpu->make_kernel_product(relu3(), float32, train.view(), b.view());
     const auto on_cpu = cpu_.make_kernel_product(relu3(), float32, train.view(), b.view());
     for (double beta : {0.0, -1.5}) {
-      Matrix<double> want = random_inputs(500, 7, 25), got = want;
+      Matrix<double> want = random_inputs(600, 7, 25), got = want;
       if (beta == 0)
         for (auto& v : got.storage()) v = std::nan("");
       on_gpu->apply(x.view(), beta, got.view());
@@ -183,7 +187,7 @@ TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
       for (double v : want.storage()) scale = std::max(scale, std::abs(v));
       EXPECT_LE(max_abs_diff(got, want), (float32 ? 1e-4 : 1e-10) * scale) << "float32 " << float32;
     }
-    Matrix<double> wrong(500, 6);
+    Matrix<double> wrong(600, 6);
     EXPECT_THROW(on_gpu->apply(x.view(), 0.0, wrong.view()), ntk::InvalidArgument);
   }
   EXPECT_EQ(gpu->memory().in_use, 0u);
@@ -274,8 +278,9 @@ TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
     EXPECT_LE(max_abs_diff(ug.mutual_info, uc.mutual_info), 1e-6) << name;
   }
   // Monte Carlo: f0 is drawn by cuRAND on the GPU and by mt19937_64 on the CPU, so the two agree within
-  // Monte Carlo error: means within 5 standard errors, variances within 40% (S = 300: relative standard
-  // error of a variance sqrt(2 / S) = 8%).
+  // Monte Carlo error: means within 5 standard errors, variances by their log ratio, whose standard
+  // deviation for two independent estimates from S samples is sqrt(4 / (S - 1)) (0.116 at S = 300): within
+  // 5 of those (a ratio in [0.56, 1.78]), so that 99 entries do not fail by chance.
   ntk::UncertaintyOptions o;
   o.mode = ntk::UncertaintyMode::monte_carlo;
   o.samples = 300;
@@ -286,7 +291,9 @@ TEST_F(CudaAlgorithmsTest, UncertaintyModesMatchCpu) {
     for (std::int64_t q = 0; q < 3; ++q) {
       const double se = std::sqrt((ug.logit_var(i, q) + uc.logit_var(i, q)) / o.samples);
       EXPECT_LE(std::abs(ug.mean_logits(i, q) - uc.mean_logits(i, q)), 5 * se + 1e-12) << i << "," << q;
-      EXPECT_NEAR(ug.logit_var(i, q) / uc.logit_var(i, q), 1.0, 0.4) << i << "," << q;
+      EXPECT_LE(std::abs(std::log(ug.logit_var(i, q) / uc.logit_var(i, q))),
+                5 * std::sqrt(4.0 / (o.samples - 1)))
+          << i << "," << q << ": " << ug.logit_var(i, q) << " vs " << uc.logit_var(i, q);
     }
 }
 

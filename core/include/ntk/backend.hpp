@@ -30,6 +30,8 @@ struct NewtonSystem {
 // A square float64 matrix (the training kernel) kept where the backend computes, so that the solvers'
 // many products with thin N x m blocks (Newton-CG, the Nystrom sketch, the gradient-flow ODE) do not
 // move it every time: the CUDA backend uploads it once into its device memory pool.
+// Its methods may be called from several threads at once (the server shares a model's uncertainty
+// context between requests); implementations serialize what they must.
 class ResidentMatrix {
  public:
   virtual ~ResidentMatrix() = default;
