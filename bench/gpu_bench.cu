@@ -286,8 +286,9 @@ int main(int argc, char** argv) {
       std::printf(
           "| fit | N = %lld, C = 10, lambda = 1e-3, %s%s | %.2f s | %d Newton steps, %d CG iterations, "
           "%.3f s per step; %s |\n",
-          (long long)rows, ntk::solver_name(solver), note, sec, m.diagnostics.steps, m.diagnostics.cg_iterations,
-          m.diagnostics.seconds / std::max(1, m.diagnostics.steps), m.diagnostics.message.c_str());
+          (long long)rows, ntk::solver_name(solver), note, sec, m.diagnostics.steps,
+          m.diagnostics.cg_iterations, m.diagnostics.seconds / std::max(1, m.diagnostics.steps),
+          m.diagnostics.message.c_str());
       std::fflush(stdout);
       return m;
     };

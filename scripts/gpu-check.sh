@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The GPU check: on a machine with an NVIDIA GPU (no network needed) build Release for the card's
-# architecture, run the CUDA tests (differential against the CPU backend), the CUDA tests under
-# compute-sanitizer (memcheck, racecheck), then the GPU benchmarks (bench/gpu_bench.cu: cuBLAS and copy
-# ceilings, NTK assembly against the bare cuBLAS product, the N = 50k regularized fit, prediction
-# throughput), and print one table last. Sized to finish in about 6 minutes on an H200.
-# Full logs go to --log-dir (default: a fresh temporary folder), named at the end.
+# The GPU check: on a machine with an NVIDIA GPU (no network needed) run the CUDA tests (differential
+# against the CPU backend), the GPU benchmarks (bench/gpu_bench.cu: cuBLAS and copy ceilings, NTK assembly
+# against the bare cuBLAS product, the N = 50k regularized fit and prediction, uncertainty throughput,
+# both Newton step solvers), then the CUDA tests under compute-sanitizer (memcheck; racecheck on our own
+# kernels), each step under its own time limit, and print one table last.
 #
-#   scripts/gpu-check.sh [--log-dir DIR]
+#   scripts/gpu-check.sh [--log-dir DIR] [--prebuilt DIR] [--steps tests,memcheck,racecheck,bench]
+#                        [--bench-parts ceilings,assembly,fit,uncertainty,direct]
+#
+# Without --prebuilt it configures and builds Release for the card's architecture (needs the project's
+# build dependencies: gRPC, Protobuf, GTest, OpenBLAS). The lab's GPU machines have none of those and no
+# network, so there the binaries come from `scripts/gpu-prebuild.sh` run on a development machine (same
+# CUDA major version): --prebuilt names its output folder (binaries, and the OpenBLAS the CPU oracle
+# loads). Full logs go to --log-dir (default: a fresh temporary folder; at most 8 files), named at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-log_dir=""
+log_dir="" prebuilt="" steps="tests,memcheck,racecheck,bench" bench_parts="ceilings,assembly,fit,uncertainty,direct"
 while [ $# -gt 0 ]; do
   case "$1" in
     --log-dir) log_dir="$2"; shift 2 ;;
-    *) echo "usage: scripts/gpu-check.sh [--log-dir DIR]" >&2; exit 2 ;;
+    --prebuilt) prebuilt="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --bench-parts) bench_parts="$2"; shift 2 ;;
+    *) echo "usage: scripts/gpu-check.sh [--log-dir DIR] [--prebuilt DIR] [--steps LIST] [--bench-parts LIST]" >&2; exit 2 ;;
   esac
 done
 [ -n "$log_dir" ] || log_dir=$(mktemp -d -t ntk-gpu-check.XXXXXX)
@@ -21,64 +30,115 @@ mkdir -p "$log_dir"
 summary="$log_dir/summary.txt"
 : > "$summary"
 row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$summary"; }
+wants() { case ",$steps," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+script_start=$(date +%s)
+# The whole script stays under NTK_GPU_CHECK_BUDGET seconds (default 540: one device call is limited to
+# 600 s): each step's limit is cut to what is left, and a step with under 20 s left is skipped, so that
+# the summary is always printed. Rerun the rest with --steps / --bench-parts.
+budget="${NTK_GPU_CHECK_BUDGET:-540}"
+limit_for() {  # wanted seconds -> seconds to give (0: skip)
+  local left=$(( budget - ($(date +%s) - script_start) ))
+  if [ "$left" -lt 20 ]; then echo 0; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
 
 # Without a device the CUDA code is still built (for sm_90, the H200's) so that the script checks what
 # it can, and then it stops with "no CUDA device".
 device=1
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L > "$log_dir/nvidia-smi.txt" 2>&1; then
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L > "$log_dir/gpu.txt" 2>&1; then
   device=0
   arch=90
-  row "device" "none (nvidia-smi finds none): building only"
+  row "device" "none (nvidia-smi finds none)"
 else
-  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv > "$log_dir/gpu.csv" 2>&1
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.sm --format=csv >> "$log_dir/gpu.txt" 2>&1
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.[:space:]')
   [ -n "$arch" ] || arch=90
-  row "device" "$(sed -n 2p "$log_dir/gpu.csv")"
+  row "device" "$(tail -1 "$log_dir/gpu.txt")"
 fi
 
-build=build-gpu
-start=$(date +%s)
-if cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-     -DNTK_BUILD_BENCH=ON > "$log_dir/configure.log" 2>&1 &&
-   cmake --build $build -j "$(nproc)" --target cuda_tests core_tests ntkctl gpu_bench > "$log_dir/build.log" 2>&1; then
-  row "build (sm_$arch)" "ok in $(( $(date +%s) - start )) s"
+if [ -n "$prebuilt" ]; then
+  tests_bin="$prebuilt/cuda_tests" bench_bin="$prebuilt/gpu_bench"
+  # The CUDA libraries come from the machine: its toolkit, else the nvidia-* Python wheels beside PyTorch.
+  libs="$(cd "$prebuilt" && pwd)/lib"
+  for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+             $(python3 -c 'import glob, site; print(" ".join(sorted({p.rsplit("/", 1)[0] for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib/*.so*")})))' 2>/dev/null); do
+    [ -d "$dir" ] && libs="$libs:$dir"
+  done
+  export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export NTK_OPENBLAS_LIBRARY="$(cd "$prebuilt" && pwd)/lib/libopenblas.so.0"
+  (echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$tests_bin" "$bench_bin") >> "$log_dir/gpu.txt" 2>&1
+  missing=$( (ldd "$tests_bin"; ldd "$bench_bin") 2>&1 | grep -c "not found")
+  if [ "$missing" != 0 ]; then
+    row "prebuilt binaries" "MISSING LIBRARIES: $( (ldd "$tests_bin"; ldd "$bench_bin") 2>&1 | grep "not found" | sort -u | tr -s ' \t\n' ' ')"
+  else
+    row "prebuilt binaries" "$prebuilt ($(cat "$prebuilt/BUILD_INFO" 2>/dev/null | head -1))"
+  fi
 else
-  row "build (sm_$arch)" "FAILED (see build.log)"
-  echo "logs: $log_dir"; exit 1
+  build=build-gpu
+  start=$(date +%s)
+  if cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+       -DNTK_BUILD_BENCH=ON > "$log_dir/configure.log" 2>&1 &&
+     cmake --build $build -j "$(nproc)" --target cuda_tests gpu_bench > "$log_dir/build.log" 2>&1; then
+    row "build (sm_$arch)" "ok in $(( $(date +%s) - start )) s"
+  else
+    row "build (sm_$arch)" "FAILED (see configure.log / build.log)"
+    echo "logs: $log_dir"; exit 1
+  fi
+  tests_bin=$build/tests/cuda_tests bench_bin=$build/bin/gpu_bench
 fi
 
 if [ "$device" = 0 ]; then
-  echo "gpu-check: no CUDA device: the CUDA code built for sm_$arch, nothing was run; logs in $log_dir" >&2
+  echo "gpu-check: no CUDA device: ${prebuilt:+the prebuilt binaries were checked, }nothing was run; logs in $log_dir" >&2
   exit 1
 fi
 
-if $build/tests/cuda_tests > "$log_dir/cuda_tests.log" 2>&1; then
-  row "CUDA differential tests" "$(grep -E '^\[  PASSED' "$log_dir/cuda_tests.log" | head -1)"
-else
-  row "CUDA differential tests" "FAILED: $(grep -c '^\[  FAILED' "$log_dir/cuda_tests.log") (see cuda_tests.log)"
+if wants tests; then
+  if timeout "$(limit_for 150)" "$tests_bin" > "$log_dir/cuda_tests.log" 2>&1; then
+    row "CUDA differential tests" "$(grep -E '^\[  PASSED' "$log_dir/cuda_tests.log" | head -1)"
+  else
+    row "CUDA differential tests" "FAILED or timed out: $(grep '^\[  FAILED' "$log_dir/cuda_tests.log" | sort -u | sed 's/\[  FAILED  \] //' | tr '\n' ' ')"
+  fi
 fi
-if command -v compute-sanitizer >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
-  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in memcheck racecheck; do
-    if timeout 100 "$cs" --tool $tool --error-exitcode 9 $build/tests/cuda_tests --gtest_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*' \
-         > "$log_dir/sanitizer-$tool.log" 2>&1; then
-      row "compute-sanitizer $tool" "clean"
+# Benchmarks: every row measured by bench/gpu_bench.cu in this run (targets in docs/benchmarks.md), one
+# invocation per group so that a slow or failing group loses only its own rows.
+if wants bench; then
+  : > "$log_dir/gpu_bench.log"
+  bench() {  # time limit, gpu_bench arguments...
+    local limit; limit=$(limit_for "$1"); shift
+    if [ "$limit" = 0 ]; then row "gpu_bench $2" "skipped: out of time"; return; fi
+    echo "== gpu_bench $*" >> "$log_dir/gpu_bench.log"
+    if timeout "$limit" "$bench_bin" "$@" >> "$log_dir/gpu_bench.log" 2>&1; then
+      row "gpu_bench $2" "ok"
     else
-      row "compute-sanitizer $tool" "ERRORS or timeout (see sanitizer-$tool.log)"
+      row "gpu_bench $2" "FAILED or timed out after ${limit} s (see gpu_bench.log)"
     fi
-  done
-else
-  row "compute-sanitizer" "not installed"
+  }
+  n="${NTK_GPU_BENCH_N:-50000}"
+  case ",$bench_parts," in *,ceilings,*) bench 60 --parts ceilings --n "$n" ;; esac
+  case ",$bench_parts," in *,assembly,*) bench 150 --parts assembly --n "$n" ;; esac
+  case ",$bench_parts," in *,fit,*) bench 150 --parts fit,predict --n "$n" ;; esac
+  case ",$bench_parts," in *,uncertainty,*) bench 120 --parts uncertainty --n "$n" --uncertainty-n "${NTK_GPU_BENCH_UNCERTAINTY_N:-8192}" ;; esac
+  case ",$bench_parts," in *,direct,*) bench 100 --parts direct --n "$n" --direct-n "${NTK_GPU_BENCH_DIRECT_N:-4096}" ;; esac
 fi
+cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+# memcheck covers cuBLAS/cuSOLVER kernels too (our arguments decide what they touch); racecheck (shared
+# memory hazards) only our own kernels, whose names all carry the ntk namespace.
+sanitize() {  # tool, time limit, extra options...
+  local tool=$1 limit; limit=$(limit_for "$2"); shift 2
+  if [ ! -x "$cs" ]; then row "compute-sanitizer $tool" "not installed"; return; fi
+  if [ "$limit" = 0 ]; then row "compute-sanitizer $tool" "skipped: out of time"; return; fi
+  if timeout "$limit" "$cs" --tool "$tool" --error-exitcode 9 "$@" "$tests_bin" \
+       --gtest_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*' \
+       > "$log_dir/sanitizer-$tool.log" 2>&1; then
+    row "compute-sanitizer $tool" "clean ($(grep -E '^\[  PASSED' "$log_dir/sanitizer-$tool.log" | head -1))"
+  else
+    row "compute-sanitizer $tool" "ERRORS or timeout: $(grep -m1 -E 'ERROR SUMMARY|Error|error' "$log_dir/sanitizer-$tool.log")"
+  fi
+}
+wants memcheck && sanitize memcheck 90
+wants racecheck && sanitize racecheck 60 --kernel-name kns=ntk
 
-# Benchmarks: every row measured by bench/gpu_bench.cu in this run (targets in docs/benchmarks.md).
-if timeout 300 $build/bin/gpu_bench --n "${NTK_GPU_BENCH_N:-50000}" > "$log_dir/gpu_bench.log" 2>&1; then
-  row "GPU benchmarks" "ok (table below)"
-else
-  row "GPU benchmarks" "FAILED or timed out (see gpu_bench.log)"
-fi
 echo
-echo "gpu-check summary ($(date -u +%F), logs in $log_dir):"
+echo "gpu-check summary ($(date -u +%F), $(( $(date +%s) - script_start )) s, logs in $log_dir):"
 cat "$summary"
 echo
-grep -E '^(device|\|)' "$log_dir/gpu_bench.log" 2>/dev/null
+grep -E '^(device|\|)' "$log_dir/gpu_bench.log" 2>/dev/null | awk '!/^\| part/ && !/^\|---/ || !seen[$0]++'

@@ -10,6 +10,7 @@
 #include "kernel_assembly.cuh"
 #include "ntk/cuda/errors.cuh"
 #include "ntk/detail/transpose.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::cuda {
 namespace {
@@ -138,7 +139,13 @@ void gemm_abt(cublasHandle_t h, std::int64_t m, std::int64_t n, std::int64_t k, 
 class PinnedBuffer {
  public:
   explicit PinnedBuffer(std::size_t bytes) {
-    if (bytes) NTK_CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
+    if (bytes == 0) return;
+    if (cudaMallocHost(&ptr_, bytes) != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky: clear it
+      ptr_ = nullptr;
+      throw ResourceExhausted("pinned host memory for kernel tiles: " + std::to_string(bytes) +
+                              " bytes could not be allocated");
+    }
   }
   ~PinnedBuffer() {
     if (ptr_) cudaFreeHost(ptr_);
@@ -386,9 +393,14 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
   const std::int64_t tile_elems = tile * tile;
   DeviceBuffer device_tiles[2];
   for (auto& t : device_tiles) t = r.pool().allocate(kernels * tile_elems * sizeof(T), "kernel tile");
-  PinnedBuffer staging[2] = {PinnedBuffer(kernels * tile_elems * sizeof(T)),
-                             PinnedBuffer(kernels * tile_elems * sizeof(T))};
+  // Host staging as large as a tile can be here (a thin K(X, x*) of 50k x 83 needs 8192 x 83, not 8192^2:
+  // pinning a gigabyte per call cost more than the call), and only each tile's entries come home.
+  const std::int64_t stage_elems = std::min(tile, n1) * std::min(tile, n2);
+  PinnedBuffer staging[2] = {PinnedBuffer(kernels * stage_elems * sizeof(T)),
+                             PinnedBuffer(kernels * stage_elems * sizeof(T))};
 
+  constexpr std::int64_t kDeliverBand = 256;
+  const int deliver_threads = std::min(default_thread_count(), 8);
   struct Pending {
     bool active = false;
     TileGeometry g{};
@@ -402,13 +414,19 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
     int k = 0;
     for (const MatrixView<T>& v : views) {
       if (v.empty()) continue;
-      const T* src = base + k++ * tile_elems;
-      for (std::int64_t i = 0; i < g.rows; ++i)
-        std::memcpy(v.row(g.row0 + i) + g.col0, src + i * g.ld, std::size_t(g.cols) * sizeof(T));
-      if (symmetric && g.diagonal)
-        detail::mirror_upper_to_lower(v.row(g.row0) + g.col0, g.rows, v.ld);
-      else if (symmetric)
-        detail::transpose_block(src, g.ld, g.rows, g.cols, v.row(g.col0) + g.row0, v.ld);
+      const T* src = base + k++ * stage_elems;
+      // In bands of rows on several threads: one thread copied and transposed an 8192^2 float64 tile in
+      // ~0.3 s (first-touch page faults of the caller's matrix included) while the device computed the
+      // next one in a few milliseconds. Bands write disjoint rows (copy) and disjoint columns (mirror).
+      const std::int64_t bands = (g.rows + kDeliverBand - 1) / kDeliverBand;
+      parallel_for(bands, deliver_threads, [&](std::int64_t band, int) {
+        const std::int64_t r0 = band * kDeliverBand, rows = std::min(kDeliverBand, g.rows - r0);
+        for (std::int64_t i = r0; i < r0 + rows; ++i)
+          std::memcpy(v.row(g.row0 + i) + g.col0, src + i * g.ld, std::size_t(g.cols) * sizeof(T));
+        if (symmetric && !g.diagonal)
+          detail::transpose_block(src + r0 * g.ld, g.ld, rows, g.cols, v.row(g.col0) + g.row0 + r0, v.ld);
+      });
+      if (symmetric && g.diagonal) detail::mirror_upper_to_lower(v.row(g.row0) + g.col0, g.rows, v.ld);
     }
     pending[slot].active = false;
   };
@@ -437,8 +455,10 @@ void assemble_kernel(DeviceResources& r, const KernelSpec& spec, ConstMatrixView
                bi.x.template as<const T>() + g.col0 * d, ntk ? ntk : nngp, g.ld);
       launch_tile(p, g, nngp, ntk, a.vars.template as<const T>(), n1, bi.vars.template as<const T>(), n2,
                   a.sq.template as<const T>(), stream);
-      NTK_CUDA_CHECK(cudaMemcpyAsync(staging[slot].as<T>(), dev, kernels * tile_elems * sizeof(T),
-                                     cudaMemcpyDeviceToHost, stream));
+      for (int k = 0; k < kernels; ++k)
+        NTK_CUDA_CHECK(cudaMemcpyAsync(staging[slot].as<T>() + k * stage_elems, dev + k * tile_elems,
+                                       std::size_t(g.rows * g.cols) * sizeof(T), cudaMemcpyDeviceToHost,
+                                       stream));
       pending[slot] = {true, g};
       slot ^= 1;
     }

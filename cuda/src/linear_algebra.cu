@@ -1,10 +1,14 @@
 // Dense float64 linear algebra of the Backend interface on host matrices: upload, cuBLAS/cuSOLVER
 // (64-bit API), download. The solvers will keep their matrices resident on the device; until then
 // these serve correctness and the differential tests.
+#include <algorithm>
+#include <limits>
 #include <sstream>
+#include <vector>
 
 #include "linear_algebra.cuh"
 #include "ntk/cuda/errors.cuh"
+#include "ntk/detail/transpose.hpp"
 #include "transfer.cuh"
 
 namespace ntk::cuda {
@@ -48,13 +52,12 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
   download(dc, c, s);
 }
 
-void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
-  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
-  if (a.rows == 0) return;
-  r.activate();
-  cudaStream_t s = r.stream(0);
-  const std::int64_t n = a.rows;
-  DeviceBuffer d = upload(r, a, "Cholesky factor", s);
+namespace {
+
+// The lower Cholesky factor of the row-major n x n matrix in d, in place on the device (row-major lower
+// is column-major upper: the 64-bit cuSOLVER API's CUBLAS_FILL_MODE_UPPER). Throws NumericalError naming
+// `what` for a matrix that is not positive definite.
+void factor_on_device(DeviceResources& r, DeviceBuffer& d, std::int64_t n, const char* what, cudaStream_t s) {
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
   cusolverDnParams_t params = nullptr;
@@ -64,7 +67,6 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
     ~ParamsGuard() { cusolverDnDestroyParams(p); }
   } guard{params};
   std::size_t device_bytes = 0, host_bytes = 0;
-  // Row-major lower == column-major upper of the same memory.
   NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F,
                                                  d.as<double>(), n, CUDA_R_64F, &device_bytes, &host_bytes));
   DeviceBuffer work = r.pool().allocate(std::max<std::size_t>(device_bytes, 1), "Cholesky workspace");
@@ -75,7 +77,7 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
                                       info.as<int>()));
   int host_info = 0;
   NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
-  download(d, a, s);
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s));
   if (host_info > 0)
     throw NumericalError(std::string(what) + " is not positive definite (leading minor " +
                          std::to_string(host_info) + " of " + std::to_string(n) + ")");
@@ -83,14 +85,32 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
     throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
 }
 
+}  // namespace
+
+void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
+  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+  if (a.rows == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer d = upload(r, a, "Cholesky factor", s);
+  factor_on_device(r, d, a.rows, what, s);
+  download(d, a, s);
+}
+
+// Factor and inverse in one upload: the factor never returns to the host in between.
 void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what) {
-  cholesky(r, a, what);  // the factor, checked, in a's lower triangle
+  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
   const std::int64_t n = a.rows;
   if (n == 0) return;
+  if (n > std::numeric_limits<int>::max())
+    throw InvalidArgument(std::string(what) + ": " + std::to_string(n) + " rows is beyond cuSOLVER's potri");
+  r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer d = upload(r, a, "inverse", s);
+  factor_on_device(r, d, n, what, s);
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  // potri has no 64-bit-API form; n fits in int (checked above).
   int work_elems = 0;
   NTK_CUSOLVER_CHECK(
       cusolverDnDpotri_bufferSize(h, CUBLAS_FILL_MODE_UPPER, int(n), d.as<double>(), int(n), &work_elems));
@@ -105,8 +125,7 @@ void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what) {
   if (host_info != 0)
     throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(host_info) +
                          ")");
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = i + 1; j < n; ++j) a(i, j) = a(j, i);
+  detail::mirror_lower_to_upper(a.data, n, a.ld);
 }
 
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {

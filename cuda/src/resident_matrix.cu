@@ -41,10 +41,13 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     if (n_ == 0) return d;
     std::lock_guard lock(mutex_);
     resources_.activate();
-    // Column 0 of a matrix with row pitch (n + 1) elements: the diagonal.
-    NTK_CUDA_CHECK(cudaMemcpy2D(d.data(), sizeof(double), matrix_.as<double>(),
-                                (std::size_t(n_) + 1) * sizeof(double), sizeof(double), std::size_t(n_),
-                                cudaMemcpyDeviceToHost));
+    // Column 0 of a matrix with row pitch (n + 1) elements: the diagonal. On stream 0, after the work
+    // queued there (the legacy default stream's implicit ordering is not what the backend relies on).
+    cudaStream_t s = resources_.stream(0);
+    NTK_CUDA_CHECK(cudaMemcpy2DAsync(d.data(), sizeof(double), matrix_.as<double>(),
+                                     (std::size_t(n_) + 1) * sizeof(double), sizeof(double), std::size_t(n_),
+                                     cudaMemcpyDeviceToHost, s));
+    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
     return d;
   }
 

@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "ntk/backend.hpp"
 #include "ntk/cpu_backend.hpp"
+#include "ntk/detail/transpose.hpp"
 #include "ntk/errors.hpp"
 
 namespace {
@@ -65,3 +67,29 @@ TEST(CpuLinearAlgebra, SpdInverseTimesMatrixIsIdentity) {
 }
 
 }  // namespace
+
+// The blocked mirrors (the CUDA backend's inverse and symmetric tiles use them): every off-diagonal entry
+// copied from the other triangle, the source triangle and the padding untouched, at sizes that are no
+// multiple of the 8-element blocks.
+TEST(Transpose, MirrorsCopyOneTriangleOntoTheOther) {
+  for (const std::int64_t n : {1, 7, 8, 9, 150}) {
+    const std::int64_t ld = n + 3;
+    std::vector<double> original(static_cast<std::size_t>(n * ld));
+    for (std::size_t i = 0; i < original.size(); ++i) original[i] = std::sin(1.0 + double(i));
+    for (const bool lower_to_upper : {true, false}) {
+      std::vector<double> a = original;
+      if (lower_to_upper)
+        ntk::detail::mirror_lower_to_upper(a.data(), n, ld);
+      else
+        ntk::detail::mirror_upper_to_lower(a.data(), n, ld);
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < ld; ++j) {
+          const std::size_t at = static_cast<std::size_t>(i * ld + j);
+          const bool source = j >= n || i == j || (lower_to_upper ? j < i : j > i);
+          const double want = source ? original[at] : original[static_cast<std::size_t>(j * ld + i)];
+          ASSERT_EQ(a[at], want) << "n " << n << " (" << i << ", " << j << ")"
+                                 << (lower_to_upper ? " lower to upper" : " upper to lower");
+        }
+    }
+  }
+}

@@ -39,4 +39,16 @@ void mirror_upper_to_lower(T* a, std::int64_t n, std::int64_t ld) {
   }
 }
 
+// Copies the strict lower triangle of a square block (n x n, leading dimension ld) onto its upper one.
+template <class T>
+void mirror_lower_to_upper(T* a, std::int64_t n, std::int64_t ld) {
+  constexpr std::int64_t kBlock = 64 / sizeof(T);
+  for (std::int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const std::int64_t bn = std::min(kBlock, n - b0);
+    for (std::int64_t i = b0; i < b0 + bn; ++i)
+      for (std::int64_t j = i + 1; j < b0 + bn; ++j) a[i * ld + j] = a[j * ld + i];
+    if (b0 + bn < n) transpose_block(a + (b0 + bn) * ld + b0, ld, n - b0 - bn, bn, a + b0 * ld + b0 + bn, ld);
+  }
+}
+
 }  // namespace ntk::detail
