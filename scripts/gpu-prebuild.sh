@@ -11,8 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-prebuilt}" arch="${2:-90}"
 build=build-gpu
+# libstdc++ and libgcc linked in: the GPU machine's own may be older than this g++'s (CUDA's libraries
+# have C interfaces, so no C++ object crosses into them).
 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DNTK_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-  -DNTK_BUILD_BENCH=ON > /dev/null
+  -DNTK_BUILD_BENCH=ON -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" > /dev/null
 cmake --build $build -j "$(nproc)" --target cuda_tests gpu_bench
 rm -rf "$out"
 mkdir -p "$out/lib"

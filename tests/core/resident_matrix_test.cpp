@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "ntk/cpu_backend.hpp"
 #include "ntk/cpu_features.hpp"
@@ -68,6 +70,42 @@ TEST(ResidentMatrix, CpuProductsMatchTheReference) {
   Matrix<double> a(4, 4), v(3, 2), out(4, 2);
   EXPECT_THROW(cpu.make_resident(a.view().block(0, 0, 4, 3), "rectangle"), ntk::InvalidArgument);
   EXPECT_THROW(cpu.make_resident(a.view(), "a")->multiply(1, v.view(), 0, out.view()), ntk::InvalidArgument);
+}
+
+// The server shares a model's uncertainty context, and with it resident matrices, between concurrent
+// requests: products from several threads at once (thin float64 and float32, which share the workers and
+// scratch buffers, and wide ones) must each give the single-threaded result, bit for bit.
+TEST(ResidentMatrix, ConcurrentProductsGiveTheSingleThreadedResults) {
+  ntk::CpuBackend cpu(ntk::BackendOptions{2, 0});
+  const std::int64_t n = 700;
+  const Matrix<double> a = random_matrix(n, n, 61);
+  const auto resident = cpu.make_resident(a.view(), "a");
+  const std::int64_t widths[] = {8, 3, 40};
+  std::vector<Matrix<double>> operands, expected;
+  for (int t = 0; t < 6; ++t) {
+    const std::int64_t m = widths[t % 3];
+    operands.push_back(random_matrix(n, m, 70 + std::uint64_t(t)));
+    expected.emplace_back(n, m);
+    if (t % 2)
+      resident->multiply_float32(1.0, operands.back().view(), 0.0, expected.back().view());
+    else
+      resident->multiply(1.0, operands.back().view(), 0.0, expected.back().view());
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(6, 0);
+  for (int t = 0; t < 6; ++t)
+    threads.emplace_back([&, t] {
+      Matrix<double> out(operands[t].rows(), operands[t].cols());
+      for (int rep = 0; rep < 20; ++rep) {
+        if (t % 2)
+          resident->multiply_float32(1.0, operands[t].view(), 0.0, out.view());
+        else
+          resident->multiply(1.0, operands[t].view(), 0.0, out.view());
+        if (out.storage() != expected[t].storage()) ++mismatches[t];
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 6; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t << " width " << widths[t % 3];
 }
 
 TEST(ResidentMatrix, EveryInstructionSetVariantIsAccurateAndDeterministic) {
