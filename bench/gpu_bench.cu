@@ -298,11 +298,27 @@ int main(int argc, char** argv) {
       const ntk::Model m = fit(n, ntk::SolverKind::matrix_free, " (kernel included)");
       if (wants("predict")) {
         const auto xp = ntk::copy_matrix(xt.view().block(0, 0, n_predict, d));
+        // As the server serves a model: its training inputs and coefficients uploaded once (the product
+        // cache), then test blocks through the kernel product; both timed. The first pass warms up.
         auto t0 = std::chrono::steady_clock::now();
-        const auto p = ntk::predict(*gpu, m, xp.view());
-        const double pred_s = seconds_since(t0);
-        std::printf("| predict | mean predictor, %lld points, N = %lld model | %.2f s | %.0f points/s |\n",
-                    (long long)n_predict, (long long)n, pred_s, double(n_predict) / pred_s);
+        const auto product = ntk::make_model_product(*gpu, m);
+        const double upload_s = seconds_since(t0);
+        double pred_s = 1e30;
+        for (int rep = 0; rep < 3; ++rep) {
+          t0 = std::chrono::steady_clock::now();
+          const auto p = ntk::predict_with(*product, m, xp.view());
+          if (rep > 0) pred_s = std::min(pred_s, seconds_since(t0));
+        }
+        std::printf(
+            "| predict | mean predictor, %lld points, N = %lld model (model upload %.2f s, once) | %.3f s | "
+            "%.0f points/s |\n",
+            (long long)n_predict, (long long)n, upload_s, pred_s, double(n_predict) / pred_s);
+        t0 = std::chrono::steady_clock::now();
+        const auto cold = ntk::predict(*gpu, m, xp.view());
+        const double cold_s = seconds_since(t0);
+        std::printf(
+            "| predict | the same through ntk::predict (upload included) | %.3f s | %.0f points/s |\n",
+            cold_s, double(n_predict) / cold_s);
         std::fflush(stdout);
       }
     }
