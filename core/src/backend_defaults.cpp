@@ -106,6 +106,11 @@ void check_kernel_product_shapes(ConstMatrixView<double> x, MatrixView<double> o
                           std::to_string(m));
 }
 
+void Backend::cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b) {
+  triangular_solve(l, b, false);
+  triangular_solve(l, b, true);
+}
+
 std::unique_ptr<ResidentMatrix> Backend::make_resident(ConstMatrixView<double> a, const char* what) {
   if (a.rows != a.cols)
     throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +

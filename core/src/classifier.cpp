@@ -115,8 +115,7 @@ void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
   m.coefficients = m.train_logits;
   if (has_f0)
     for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] -= m.f0_train.data()[i];
-  be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), false);
-  be.triangular_solve(m.theta_factor.view(), m.coefficients.view(), true);
+  be.cholesky_solve(m.theta_factor.view(), m.coefficients.view());
   m.diagnostics.solver_used = SolverKind::closed_form;
   m.diagnostics.converged = true;
   m.diagnostics.message = "closed form (lambda = 0)";

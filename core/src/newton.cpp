@@ -198,8 +198,7 @@ void apply_e(Backend& be, const LaplaceFactors& f, std::size_t c, MatrixView<dou
 }
 
 void apply_m_inverse(Backend& be, const LaplaceFactors& f, MatrixView<double> v) {
-  be.triangular_solve(f.m.view(), v, false);
-  be.triangular_solve(f.m.view(), v, true);
+  be.cholesky_solve(f.m.view(), v);
 }
 
 double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h) {

@@ -129,8 +129,7 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
           out.mean_logits.view().block(r0, 0, t, c));
   if (m.settings.lambda == 0) {
     Matrix<double> v = theta_xs;  // Theta^-1 Theta_X*
-    be.triangular_solve(m.theta_factor.view(), v.view(), false);
-    be.triangular_solve(m.theta_factor.view(), v.view(), true);
+    be.cholesky_solve(m.theta_factor.view(), v.view());
     Matrix<double> kv(n, t);
     sh.k_xx_resident->multiply(1.0, v.view(), 0.0, kv.view());
     for (std::int64_t i = 0; i < t; ++i) {
@@ -259,8 +258,7 @@ void prepare_monte_carlo(Backend& be, const Model& m, const UncertaintyOptions& 
         for (std::int64_t a = 0; a < c; ++a) shift += (f0(i, a) - std::log(m.targets(i, a))) / double(c);
         for (std::int64_t a = 0; a < c; ++a) cs(i, a) = std::log(m.targets(i, a)) + shift - f0(i, a);
       }
-      be.triangular_solve(m.theta_factor.view(), cs.view(), false);
-      be.triangular_solve(m.theta_factor.view(), cs.view(), true);
+      be.cholesky_solve(m.theta_factor.view(), cs.view());
     }
     zs.push_back(std::move(z));
     coef.push_back(std::move(cs));

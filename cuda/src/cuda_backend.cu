@@ -74,6 +74,10 @@ class CudaBackendImpl final : public CudaBackend {
     std::lock_guard lock(mutex_);
     cuda::triangular_solve(resources_, l, b, transpose);
   }
+  void cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b) override {
+    std::lock_guard lock(mutex_);
+    cuda::cholesky_solve(resources_, l, b);
+  }
   // No fallback to per-product uploads when it does not fit: those would need the same device memory.
   // ResourceExhausted names the bytes needed and available.
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override {

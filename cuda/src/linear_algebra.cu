@@ -148,4 +148,51 @@ void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<
   download(db, b, s);
 }
 
+// cusolverDnXpotrs on the factor as cholesky() leaves it (row-major lower = column-major upper, A = U^T U).
+// potrs wants B column-major (N x m); b is row-major, so it is transposed on the way in and out (DGEAM)
+// unless it is a single column, whose memory is the same either way.
+void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b) {
+  if (l.rows != l.cols || b.rows != l.rows)
+    throw InvalidArgument("Cholesky solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
+                          shape(b.rows, b.cols));
+  const std::int64_t n = b.rows, m = b.cols;
+  if (n == 0 || m == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer dl = upload(r, l, "Cholesky factor", s),
+               db = upload(r, b, "Cholesky solve right-hand side", s);
+  cublasHandle_t blas = r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(blas, s));
+  const double one = 1, zero = 0;
+  DeviceBuffer column_major;
+  double* rhs = db.as<double>();
+  if (m > 1) {
+    // Column-major (m x n, ld m) transposed into column-major n x m (ld n).
+    column_major = r.pool().allocate(std::size_t(n * m) * sizeof(double), "Cholesky solve right-hand side");
+    // beta = 0: B is not read; passing C itself (same ld, no transpose) is cuBLAS's in-place form.
+    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, &one, db.as<double>(), m, &zero,
+                                    column_major.as<double>(), n, column_major.as<double>(), n));
+    rhs = column_major.as<double>();
+  }
+  cusolverDnHandle_t h = r.cusolver();
+  NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  cusolverDnParams_t params = nullptr;
+  NTK_CUSOLVER_CHECK(cusolverDnCreateParams(&params));
+  struct ParamsGuard {
+    cusolverDnParams_t p;
+    ~ParamsGuard() { cusolverDnDestroyParams(p); }
+  } guard{params};
+  DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky solve info");
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrs(h, params, CUBLAS_FILL_MODE_UPPER, n, m, CUDA_R_64F, dl.as<double>(), n,
+                                      CUDA_R_64F, rhs, n, info.as<int>()));
+  if (m > 1)
+    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, &one, rhs, n, &zero,
+                                    db.as<double>(), m, db.as<double>(), m));
+  int host_info = 0;
+  NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  download(db, b, s);
+  if (host_info != 0)
+    throw InternalError("cusolverDnXpotrs argument " + std::to_string(-host_info) + " invalid");
+}
+
 }  // namespace ntk::cuda

@@ -9,5 +9,6 @@ void gemm(DeviceResources& r, bool trans_a, bool trans_b, double alpha, ConstMat
 void cholesky(DeviceResources& r, MatrixView<double> a, const char* what);
 void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what);
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose);
+void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b);
 
 }  // namespace ntk::cuda

@@ -64,6 +64,16 @@ TEST(CpuLinearAlgebra, SpdInverseTimesMatrixIsIdentity) {
     for (std::int64_t j = 0; j < n; ++j) EXPECT_NEAR(prod(i, j), i == j ? 1.0 : 0.0, 1e-10);
   ntk::Matrix<double> singular(3, 3, 1.0);
   EXPECT_THROW(cpu.spd_inverse(singular.view(), "ones"), ntk::NumericalError);
+  // cholesky_solve: A x = b through the factor, checked by multiplying back.
+  ntk::Matrix<double> l = a, b(n, 4), x(n, 4), back(n, 4);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < 4; ++j) b(i, j) = std::cos(double(i + 3 * j));
+  cpu.cholesky(l.view(), "test matrix");
+  x = b;
+  cpu.cholesky_solve(l.view(), x.view());
+  cpu.gemm(false, false, 1.0, a.view(), x.view(), 0.0, back.view());
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < 4; ++j) EXPECT_NEAR(back(i, j), b(i, j), 1e-10);
 }
 
 }  // namespace

@@ -188,6 +188,14 @@ TEST_F(CudaBackendTest, LinearAlgebraMatchesCpu) {
     cpu_.triangular_solve(lc.view(), rhs_c.view(), transpose);
     EXPECT_LE(max_relative_difference(rhs_g, rhs_c), 1e-12) << transpose;
   }
+  // Both solves at once (cusolverDnXpotrs; several columns go through transposes, one does not), into a
+  // strided block of a poisoned-free wider matrix whose other columns must stay as they were.
+  for (const std::int64_t m : {1, 9}) {
+    auto wide_g = random_matrix<double>(67, m + 3, 8), wide_c = wide_g;
+    gpu_->cholesky_solve(lc.view(), wide_g.view().block(0, 1, 67, m));
+    cpu_.cholesky_solve(lc.view(), wide_c.view().block(0, 1, 67, m));
+    EXPECT_LE(max_relative_difference(wide_g, wide_c), 1e-12) << m << " columns";
+  }
   ntk::Matrix<double> ig = spd, ic = spd;
   gpu_->spd_inverse(ig.view(), "spd");
   cpu_.spd_inverse(ic.view(), "spd");

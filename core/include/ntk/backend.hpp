@@ -111,6 +111,9 @@ class Backend {
   virtual void spd_inverse(MatrixView<double> a, const char* what) = 0;
   // b <- L^-1 b (transpose = false) or L^-T b (transpose = true), L lower triangular.
   virtual void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) = 0;
+  // b <- (L L^T)^-1 b for the lower factor L of cholesky(): both triangular solves in one call. The
+  // default calls triangular_solve() twice; the CUDA backend uploads L once (cusolverDnXpotrs).
+  virtual void cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b);
 
   // `a` (square) made resident for repeated products; `what` names it in errors. The default keeps a
   // view of `a`, which must then outlive the result, and multiplies through gemm(). Backends with their
