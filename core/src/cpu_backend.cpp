@@ -1,5 +1,6 @@
 #include "ntk/cpu_backend.hpp"
 
+#include "host_resident.hpp"
 #include "ntk/blas.hpp"
 #include "ntk/cpu_features.hpp"
 #include "ntk/errors.hpp"
@@ -8,7 +9,8 @@
 namespace ntk {
 
 CpuBackend::CpuBackend(const BackendOptions& options)
-    : threads_(options.threads > 0 ? options.threads : default_thread_count()) {
+    : threads_(options.threads > 0 ? options.threads : default_thread_count()),
+      thin_workers_(detail::make_thin_product_workers(threads_)) {
   blas::info();  // load and log the BLAS now rather than inside the first request
 }
 

@@ -18,7 +18,7 @@
 #include "tile_recursion.hpp"
 
 namespace ntk {
-namespace {
+namespace detail {
 
 constexpr std::int64_t kMaxThinColumns = 32;
 
@@ -91,10 +91,37 @@ class WorkerTeam {
   std::atomic<bool> stopping_{false};
 };
 
+// One team of workers per CPU backend for the thin products of all its resident matrices: a team per
+// matrix put (C + 2) (threads - 1) idle threads into every cached uncertainty context. One product at a
+// time (each uses every worker); the team starts on the first thin product.
+struct ThinProductWorkers {
+  explicit ThinProductWorkers(int thread_count) : threads(thread_count) {}
+  const int threads;
+  std::mutex mutex;  // held for a product: the team and the matrices' scratch buffers
+  std::unique_ptr<WorkerTeam> team;
+  WorkerTeam& started() {
+    if (!team) team = std::make_unique<WorkerTeam>(threads);
+    return *team;
+  }
+};
+
+std::shared_ptr<ThinProductWorkers> make_thin_product_workers(int threads) {
+  return std::make_shared<ThinProductWorkers>(threads);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::kMaxThinColumns;
+using detail::WorkerTeam;
+
 class CpuResidentMatrix final : public ResidentMatrix {
  public:
-  CpuResidentMatrix(CpuBackend& backend, ConstMatrixView<double> a)
+  CpuResidentMatrix(CpuBackend& backend, std::shared_ptr<detail::ThinProductWorkers> workers,
+                    ConstMatrixView<double> a)
       : backend_(backend),
+        workers_(std::move(workers)),
         a_(a),
         thin_product_(detail::select_tile_recursion().thin_product),
         thin_product_f32_(detail::select_tile_recursion().thin_product_f32) {}
@@ -107,7 +134,7 @@ class CpuResidentMatrix final : public ResidentMatrix {
       backend_.gemm(false, false, alpha, a_, v, beta, out);
       return;
     }
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(workers_->mutex);
     thin_multiply_locked(thin_product_, a_.data, a_.ld, alpha, v, beta, out, f64_);
   }
 
@@ -123,10 +150,10 @@ class CpuResidentMatrix final : public ResidentMatrix {
       return;
     }
     const std::int64_t n = a_.rows;
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(workers_->mutex);
     if (a_f32_.rows() != n) {
       a_f32_ = Matrix<float>(n, n);
-      team().run([&](int part, int parts) {
+      workers_->started().run([&](int part, int parts) {
         for (std::int64_t i = n * part / parts; i < n * (part + 1) / parts; ++i)
           for (std::int64_t j = 0; j < n; ++j) a_f32_(i, j) = static_cast<float>(a_(i, j));
       });
@@ -150,16 +177,7 @@ class CpuResidentMatrix final : public ResidentMatrix {
     return m > 0 && n > 0;
   }
 
-  // The workers, started on the first thin product (a matrix only multiplied with wide blocks, like the
-  // uncertainty's, never starts them). Call with mutex_ held.
-  WorkerTeam& team() {
-    if (!team_)
-      team_ = std::make_unique<WorkerTeam>(
-          static_cast<int>(std::clamp<std::int64_t>(a_.rows / 256, 1, backend_.threads())));
-    return *team_;
-  }
-
-  // Call with mutex_ held: the buffers and the team serve one product at a time.
+  // Call with workers_->mutex held: the buffers and the team serve one product at a time.
   template <class T>
   void thin_multiply_locked(detail::ThinProductFn<T> product_fn, const T* a, std::int64_t lda, double alpha,
                             ConstMatrixView<double> v, double beta, MatrixView<double> out, Buffers<T>& buf) {
@@ -171,8 +189,11 @@ class CpuResidentMatrix final : public ResidentMatrix {
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t q = 0; q < m; ++q) buf.vt(q, i) = static_cast<T>(v(i, q));
     // Any errors here would be programming errors: the thin product throws nothing.
-    team().run([&](int part, int parts) {
-      const std::int64_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
+    workers_->started().run([&](int part, int parts) {
+      // About 256 rows per worker at least: below that, waking one costs more than it saves.
+      const int used = static_cast<int>(std::clamp<std::int64_t>(n / 256, 1, parts));
+      if (part >= used) return;
+      const std::int64_t r0 = n * part / used, r1 = n * (part + 1) / used;
       product_fn(a + r0 * lda, lda, r1 - r0, n, buf.vt.data(), m, buf.product.data() + r0 * m);
     });
     for (std::int64_t i = 0; i < n; ++i)
@@ -183,13 +204,12 @@ class CpuResidentMatrix final : public ResidentMatrix {
   }
 
   CpuBackend& backend_;
+  // Shared with the backend's other resident matrices (which the server may use from several threads:
+  // it shares a model's uncertainty context between requests); wide products go to the BLAS without it.
+  std::shared_ptr<detail::ThinProductWorkers> workers_;
   ConstMatrixView<double> a_;
   detail::ThinProductFn<double> thin_product_;
   detail::ThinProductFn<float> thin_product_f32_;
-  // Products from several threads (the server shares a model's uncertainty context between requests)
-  // take turns on the buffers and workers; wide products go to the BLAS without it.
-  std::mutex mutex_;
-  std::unique_ptr<WorkerTeam> team_;
   Buffers<double> f64_;
   Buffers<float> f32_;
   Matrix<float> a_f32_;
@@ -201,7 +221,7 @@ std::unique_ptr<ResidentMatrix> CpuBackend::make_resident(ConstMatrixView<double
   if (a.rows != a.cols)
     throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
                           std::to_string(a.cols));
-  return std::make_unique<CpuResidentMatrix>(*this, a);
+  return std::make_unique<CpuResidentMatrix>(*this, thin_workers_, a);
 }
 
 }  // namespace ntk

@@ -8,10 +8,15 @@
 
 namespace ntk::detail {
 
+struct ThinProductWorkers;
+
 std::vector<double> diagonal_of(ConstMatrixView<double> a);
 double max_abs_row_sum_of(ConstMatrixView<double> a);
 
 // `a` moved into the result, which multiplies through backend.make_resident(a).
 std::unique_ptr<ResidentMatrix> own_resident(Backend& backend, Matrix<double> a, const char* what);
+
+// The CPU backend's workers for its resident matrices' thin products (cpu_resident_matrix.cpp).
+std::shared_ptr<ThinProductWorkers> make_thin_product_workers(int threads);
 
 }  // namespace ntk::detail

@@ -67,17 +67,6 @@ Matrix<double> nngp_diagonal(Backend& be, const Model& m, ConstMatrixView<double
   return out;
 }
 
-// `a` resident where the backend computes or, when there is no room there, a host view multiplied
-// through gemm() (the Backend default: slower on a GPU, but the request still succeeds).
-std::unique_ptr<ResidentMatrix> resident_or_host(Backend& be, const Matrix<double>& a, const char* what) {
-  try {
-    return be.make_resident(a.view(), what);
-  } catch (const ResourceExhausted& e) {
-    log_warning(std::string("uncertainty: ") + what + " stays on the host: " + e.what());
-    return be.Backend::make_resident(a.view(), what);
-  }
-}
-
 double column_dot(const Matrix<double>& a, const Matrix<double>& b, std::int64_t col) {
   double s = 0;
   for (std::int64_t n = 0; n < a.rows(); ++n) s += a(n, col) * b(n, col);
@@ -108,6 +97,29 @@ struct UncertaintyContext {
 };
 
 namespace {
+
+// The context's N x N matrices (K_XX; for lambda > 0 also every E_c and Q) resident where the backend
+// computes, all or none: when the backend has no room for all of them, none is kept there and all are
+// host views multiplied through gemm() (the Backend default: per-product uploads on a GPU, slower, but
+// the request succeeds, and the uploads find the memory the others would have held).
+void make_residents(Backend& be, UncertaintyContext& ctx) {
+  std::vector<std::pair<const Matrix<double>*, std::unique_ptr<ResidentMatrix>*>> wanted;
+  ctx.e_resident.resize(ctx.factors.e.size());
+  for (std::size_t c = 0; c < ctx.factors.e.size(); ++c)
+    wanted.emplace_back(&ctx.factors.e[c], &ctx.e_resident[c]);
+  if (!ctx.factors.e.empty()) wanted.emplace_back(&ctx.q, &ctx.q_resident);
+  wanted.emplace_back(&ctx.k_xx, &ctx.k_xx_resident);
+  try {
+    for (auto& [matrix, slot] : wanted)
+      *slot = be.make_resident(matrix->view(), "uncertainty context matrix");
+  } catch (const ResourceExhausted& e) {
+    for (auto& [matrix, slot] : wanted) slot->reset();
+    log_warning(std::string("uncertainty: the context's ") + std::to_string(wanted.size()) +
+                " N x N matrices stay on the host (multiplied through gemm): " + e.what());
+    for (auto& [matrix, slot] : wanted)
+      *slot = be.Backend::make_resident(matrix->view(), "uncertainty context matrix");
+  }
+}
 
 // Fills rows [r0, r0 + t) of the result's covariance (Gaussian modes).
 //
@@ -397,11 +409,8 @@ void prepare(Backend& be, const Model& m, const UncertaintyOptions& o, Uncertain
         be.gemm(false, false, 1.0, ctx.k_xx.view(), e.view(), 0.0, ke.view());
         be.gemm(false, false, 1.0, e.view(), ke.view(), 1.0, ctx.q.view());
       }
-      for (const Matrix<double>& e : ctx.factors.e)
-        ctx.e_resident.push_back(resident_or_host(be, e, "Laplace factor E_c"));
-      ctx.q_resident = resident_or_host(be, ctx.q, "sum_c E_c K E_c");
     }
-    ctx.k_xx_resident = resident_or_host(be, ctx.k_xx, "NNGP of the training inputs");
+    make_residents(be, ctx);
   }
   ctx.mode = o.mode;
   ctx.seed = o.seed;

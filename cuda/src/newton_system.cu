@@ -65,20 +65,31 @@ class DeviceNewtonOps {
         blas_(r.cublas()) {
     NTK_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     NTK_CUBLAS_CHECK(cublasSetPointerMode(blas_, CUBLAS_POINTER_MODE_HOST));
-    p_ = upload(r_, system.p, "Newton-CG probabilities", stream_);
+    // Every buffer first, then the copies: an allocation that throws must not return a buffer to the pool
+    // while a copy into it is still queued (the pool's reuse is not ordered by streams).
+    auto allocate = [&](std::int64_t elements, const char* what) {
+      return r_.pool().allocate(std::size_t(elements) * sizeof(double), what);
+    };
+    p_ = allocate(count_, "Newton-CG probabilities");
     st_v_ = make();
     k_st_v_ = make();
     if (l_ > 0) {
-      basis_ = upload(r_, system.basis, "Newton-CG Nystrom basis", stream_);
-      g_factor_ = upload(r_, system.g_factor, "Newton-CG preconditioner factor", stream_);
-      coefficients_ = r_.pool().allocate(std::size_t(l_ * c_) * sizeof(double), "Newton-CG coefficients");
+      basis_ = allocate(n_ * l_, "Newton-CG Nystrom basis");
+      g_factor_ = allocate(l_ * c_ * l_ * c_, "Newton-CG preconditioner factor");
+      coefficients_ = allocate(l_ * c_, "Newton-CG coefficients");
       basis_times_ = make();
     } else {
-      inverse_diagonal_ = upload(r_, system.inverse_diagonal, "Newton-CG Jacobi preconditioner", stream_);
+      inverse_diagonal_ = allocate(count_, "Newton-CG Jacobi preconditioner");
     }
     if (system.float32_products)
-      operand_f32_ =
-          r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
+      operand_f32_ = r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
+    copy_to_device(p_.as<double>(), system.p, stream_);
+    if (l_ > 0) {
+      copy_to_device(basis_.as<double>(), system.basis, stream_);
+      copy_to_device(g_factor_.as<double>(), system.g_factor, stream_);
+    } else {
+      copy_to_device(inverse_diagonal_.as<double>(), system.inverse_diagonal, stream_);
+    }
   }
 
   Vector make() { return r_.pool().allocate(std::size_t(count_) * sizeof(double), "Newton-CG vector"); }
@@ -192,8 +203,11 @@ int solve_newton_system_on_device(DeviceResources& resources, const DeviceTheta&
   resources.activate();
   DeviceNewtonOps ops(resources, theta, system);
   const cudaStream_t s = resources.stream(0);
-  const DeviceBuffer b = upload(resources, rhs, "Newton-CG right-hand side", s);
   DeviceBuffer solution = ops.make();
+  const DeviceBuffer b = upload(resources, rhs, "Newton-CG right-hand side", s);
+  // The host operands are pageable and the CG's own vectors are allocated next: let the copies land
+  // first, so that an allocation failure there frees nothing a copy still writes.
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s));
   const int iterations = detail::preconditioned_cg(ops, b, solution, tolerance, max_iterations);
   copy_to_host(z, solution.as<double>(), s);
   NTK_CUDA_CHECK(cudaStreamSynchronize(s));

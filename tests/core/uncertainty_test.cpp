@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
+#include <string>
 
 #include "ntk/classifier.hpp"
 #include "ntk/cpu_backend.hpp"
@@ -171,6 +173,79 @@ TEST_F(UncertaintyTest, AContextIsReusedAcrossBlocksAndFollowsTheOptions) {
     const auto reseeded = ntk::predict_uncertainty(cpu_, model, xt.view(), o, context.get());
     const auto fresh = ntk::predict_uncertainty(cpu_, model, xt.view(), o);
     EXPECT_LE(max_abs_diff(reseeded.logit_var, fresh.logit_var), 1e-12) << ntk::uncertainty_mode_name(mode);
+  }
+}
+
+// The CPU backend, except that make_resident() finds no room after `room` matrices (as a full GPU pool
+// would): the uncertainty context must then keep none of its matrices resident and give the same
+// numbers through the host fallback.
+class NoRoomBackend final : public ntk::Backend {
+ public:
+  explicit NoRoomBackend(int room) : room_(room) {}
+  int refused = 0;
+  std::string name() const override { return "cpu (no room)"; }
+  std::string description() const override { return cpu_.description(); }
+  void kernel(const ntk::KernelSpec& spec, ntk::ConstMatrixView<float> x1,
+              const ntk::ConstMatrixView<float>* x2, ntk::KernelOutputs<float> out,
+              const ntk::AssemblyOptions& o) override {
+    cpu_.kernel(spec, x1, x2, out, o);
+  }
+  void kernel(const ntk::KernelSpec& spec, ntk::ConstMatrixView<double> x1,
+              const ntk::ConstMatrixView<double>* x2, ntk::KernelOutputs<double> out,
+              const ntk::AssemblyOptions& o) override {
+    cpu_.kernel(spec, x1, x2, out, o);
+  }
+  void kernel_diagonal(const ntk::KernelSpec& spec, ntk::ConstMatrixView<float> x,
+                       ntk::KernelDiagonal<float> out, const ntk::AssemblyOptions& o) override {
+    cpu_.kernel_diagonal(spec, x, out, o);
+  }
+  void kernel_diagonal(const ntk::KernelSpec& spec, ntk::ConstMatrixView<double> x,
+                       ntk::KernelDiagonal<double> out, const ntk::AssemblyOptions& o) override {
+    cpu_.kernel_diagonal(spec, x, out, o);
+  }
+  void gemm(bool ta, bool tb, double alpha, ntk::ConstMatrixView<double> a, ntk::ConstMatrixView<double> b,
+            double beta, ntk::MatrixView<double> c) override {
+    cpu_.gemm(ta, tb, alpha, a, b, beta, c);
+  }
+  void cholesky(ntk::MatrixView<double> a, const char* what) override { cpu_.cholesky(a, what); }
+  void spd_inverse(ntk::MatrixView<double> a, const char* what) override { cpu_.spd_inverse(a, what); }
+  void triangular_solve(ntk::ConstMatrixView<double> l, ntk::MatrixView<double> b, bool transpose) override {
+    cpu_.triangular_solve(l, b, transpose);
+  }
+  std::unique_ptr<ntk::KernelProduct> make_kernel_product(const ntk::KernelSpec& spec, bool float32,
+                                                          ntk::ConstMatrixView<double> x_train,
+                                                          ntk::ConstMatrixView<double> b) override {
+    return cpu_.make_kernel_product(spec, float32, x_train, b);
+  }
+  std::unique_ptr<ntk::ResidentMatrix> make_resident(ntk::ConstMatrixView<double> a,
+                                                     const char* what) override {
+    if (room_-- <= 0) {
+      ++refused;
+      throw ntk::ResourceExhausted(std::string(what) + " needs room there is not");
+    }
+    return cpu_.make_resident(a, what);
+  }
+
+ private:
+  ntk::CpuBackend cpu_;
+  int room_;
+};
+
+TEST_F(UncertaintyTest, WithoutRoomForTheContextsMatricesTheyStayOnTheHost) {
+  const auto x = random_inputs(40, 5, 51), xt = random_inputs(10, 5, 52);
+  const auto targets = ntk::targets_from_labels(random_labels(40, 3, 53), 3, 0.0);
+  ntk::FitSettings s;
+  s.lambda = 0.01;
+  const auto model = ntk::fit_classifier(cpu_, small_init_spec(1.0), x.view(), targets, s);
+  ntk::UncertaintyOptions o;
+  o.mode = ntk::UncertaintyMode::linearized;
+  const auto want = ntk::predict_uncertainty(cpu_, model, xt.view(), o);
+  for (const int room : {0, 2}) {  // none fits; two of the five (3 E_c, Q, K_XX) fit
+    NoRoomBackend tight(room);
+    const auto got = ntk::predict_uncertainty(tight, model, xt.view(), o);
+    EXPECT_EQ(tight.refused, 1) << "room " << room;
+    EXPECT_LE(max_abs_diff(got.covariance, want.covariance), 1e-12) << "room " << room;
+    EXPECT_LE(max_abs_diff(got.mean_probs, want.mean_probs), 1e-12) << "room " << room;
   }
 }
 

@@ -1,7 +1,12 @@
 #pragma once
+#include <memory>
+
 #include "ntk/backend.hpp"
 
 namespace ntk {
+namespace detail {
+struct ThinProductWorkers;
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -38,6 +43,7 @@ class CpuBackend final : public Backend {
   // runs next (Newton-CG's thin products, between its small preconditioner solves).
   int blas_threads(double flops) const { return flops < 64e6 ? 1 : threads_; }
   int threads_;
+  std::shared_ptr<detail::ThinProductWorkers> thin_workers_;  // shared by this backend's resident matrices
 };
 
 }  // namespace ntk
