@@ -111,6 +111,22 @@ void Backend::cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b) {
   triangular_solve(l, b, true);
 }
 
+void Backend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) {
+  gemm(false, true, alpha, a, a, beta, c);
+}
+
+void Backend::multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) {
+  if (l.rows != l.cols || b.cols != l.rows)
+    throw InvalidArgument("triangular product shapes do not agree: " + std::to_string(b.rows) + " x " +
+                          std::to_string(b.cols) + " * " + std::to_string(l.rows) + " x " +
+                          std::to_string(l.cols));
+  Matrix<double> lower(l.rows, l.cols, 0.0);
+  for (std::int64_t i = 0; i < l.rows; ++i)
+    for (std::int64_t j = 0; j <= i; ++j) lower(i, j) = l(i, j);
+  const Matrix<double> in = copy_matrix(b.as_const());
+  gemm(false, false, 1.0, in.view(), lower.view(), 0.0, b);
+}
+
 std::unique_ptr<ResidentMatrix> Backend::make_resident(ConstMatrixView<double> a, const char* what) {
   if (a.rows != a.cols)
     throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +

@@ -17,13 +17,16 @@ namespace ntk::blas {
 namespace {
 
 // CBLAS enumerations (values fixed by the CBLAS standard).
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kLower = 122, kLeft = 141, kNonUnit = 131;
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kLower = 122, kLeft = 141, kRight = 142,
+              kNonUnit = 131;
 
 using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
                           float*, int);
 using dgemm_fn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int,
                           double, double*, int);
 using dtrsm_fn = void (*)(int, int, int, int, int, int, int, double, const double*, int, double*, int);
+using dtrmm_fn = dtrsm_fn;  // same signature
+using dsyrk_fn = void (*)(int, int, int, int, int, double, const double*, int, double, double*, int);
 using dpotrf_fn = void (*)(const char*, const int*, double*, const int*, int*);
 using set_threads_fn = void (*)(int);
 using get_threads_fn = int (*)();
@@ -34,6 +37,8 @@ struct Api {
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
   dtrsm_fn dtrsm = nullptr;
+  dtrmm_fn dtrmm = nullptr;
+  dsyrk_fn dsyrk = nullptr;
   dpotrf_fn dpotrf = nullptr;
   dpotrf_fn dpotri = nullptr;  // same signature
   set_threads_fn set_threads = nullptr;
@@ -154,6 +159,8 @@ Api load() {
   api.sgemm = symbol<sgemm_fn>(handle, "cblas_sgemm", loaded);
   api.dgemm = symbol<dgemm_fn>(handle, "cblas_dgemm", loaded);
   api.dtrsm = symbol<dtrsm_fn>(handle, "cblas_dtrsm", loaded);
+  api.dtrmm = symbol<dtrmm_fn>(handle, "cblas_dtrmm", loaded);
+  api.dsyrk = symbol<dsyrk_fn>(handle, "cblas_dsyrk", loaded);
   api.dpotrf = symbol<dpotrf_fn>(handle, "dpotrf_", loaded);
   api.dpotri = symbol<dpotrf_fn>(handle, "dpotri_", loaded);
   api.set_threads = symbol<set_threads_fn>(handle, "openblas_set_num_threads", loaded);
@@ -235,6 +242,18 @@ void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const double*
                 double* b, std::int64_t ldb) {
   api().dtrsm(kRowMajor, kLeft, kLower, transpose ? kTrans : kNoTrans, kNonUnit, to_int(n, "n"),
               to_int(nrhs, "nrhs"), 1.0, l, to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
+}
+
+void syrk_lower(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda, double beta,
+                double* c, std::int64_t ldc) {
+  api().dsyrk(kRowMajor, kLower, kNoTrans, to_int(n, "n"), to_int(k, "k"), alpha, a, to_int(lda, "lda"), beta,
+              c, to_int(ldc, "ldc"));
+}
+
+void trmm_right_lower(std::int64_t m, std::int64_t n, const double* l, std::int64_t ldl, double* b,
+                      std::int64_t ldb) {
+  api().dtrmm(kRowMajor, kRight, kLower, kNoTrans, kNonUnit, to_int(m, "m"), to_int(n, "n"), 1.0, l,
+              to_int(ldl, "ldl"), b, to_int(ldb, "ldb"));
 }
 
 ScopedThreads::ScopedThreads(int threads) {

@@ -99,4 +99,22 @@ void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> 
   blas::trsm_lower(transpose, l.rows, b.cols, l.data, l.ld, b.data, b.ld);
 }
 
+void CpuBackend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) {
+  if (c.rows != c.cols || a.rows != c.rows)
+    throw InvalidArgument("syrk shapes do not agree: " + shape(a.rows, a.cols) + " -> " +
+                          shape(c.rows, c.cols));
+  if (c.rows == 0) return;
+  blas::ScopedThreads threads(blas_threads(double(c.rows) * double(c.rows) * double(a.cols)));
+  blas::syrk_lower(c.rows, a.cols, alpha, a.data, a.ld, beta, c.data, c.ld);
+}
+
+void CpuBackend::multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) {
+  if (l.rows != l.cols || b.cols != l.rows)
+    throw InvalidArgument("triangular product shapes do not agree: " + shape(b.rows, b.cols) + " * " +
+                          shape(l.rows, l.cols));
+  if (b.rows == 0 || b.cols == 0) return;
+  blas::ScopedThreads threads(blas_threads(double(b.rows) * double(l.rows) * double(l.rows)));
+  blas::trmm_right_lower(b.rows, b.cols, l.data, l.ld, b.data, b.ld);
+}
+
 }  // namespace ntk

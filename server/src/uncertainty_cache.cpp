@@ -7,8 +7,9 @@ namespace ntkserver {
 
 std::uint64_t uncertainty_context_bytes(std::uint64_t n, std::uint64_t c, const ntk::UncertaintyOptions& o) {
   switch (o.mode) {
-    case ntk::UncertaintyMode::linearized:  // C factors E_c, M, Q, K_XX and Theta while preparing
-      return 8 * (c + 4) * n * n;
+    case ntk::UncertaintyMode::linearized:  // C factors E_c, M, Q, K_XX; while preparing Theta, or K_XX's
+      return 8 * (c + 5) * n * n;           // factor and one product for Q
+
     case ntk::UncertaintyMode::exact:  // K_XX
       return 8 * n * n;
     case ntk::UncertaintyMode::monte_carlo:  // the NNGP factor, Theta while preparing, z and c per sample

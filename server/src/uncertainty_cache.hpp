@@ -1,10 +1,10 @@
 #pragma once
-// The uncertainty modes' per-model work (ntk::UncertaintyContext: linearized C + 4 matrices of N x N,
-// Monte Carlo the NNGP factor and every sample's trained coefficients) kept across calls, so that a client
-// sending many small uncertainty requests pays it once. Each entry holds a reservation of the memory
-// budget for its size; idle entries (in use by no call) are given back when the budget needs room and
-// when their model is gone, and beyond `capacity` the least recently used goes. A filled context is only
-// read, so calls share it.
+// The uncertainty modes' per-model work (ntk::UncertaintyContext: linearized C + 3 matrices of N x N kept,
+// C + 5 while it is prepared; Monte Carlo the NNGP factor and every sample's trained coefficients) kept
+// across calls, so that a client sending many small uncertainty requests pays it once. Each entry holds a
+// reservation of the memory budget for its size; idle entries (in use by no call) are given back when the
+// budget needs room and when their model is gone, and beyond `capacity` the least recently used goes. A
+// filled context is only read, so calls share it.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

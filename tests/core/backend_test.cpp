@@ -78,6 +78,33 @@ TEST(CpuLinearAlgebra, SpdInverseTimesMatrixIsIdentity) {
 
 }  // namespace
 
+// The CPU backend's syrk and triangular product (OpenBLAS) against the Backend defaults (through gemm).
+TEST(CpuLinearAlgebra, SyrkAndTriangularProductMatchTheirGemmDefinitions) {
+  ntk::CpuBackend cpu;
+  const std::int64_t n = 37, k = 23;
+  ntk::Matrix<double> a(n, k), c(n, n), want(n, n), l(n, n), b(11, n);
+  for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = std::sin(1.3 * double(i));
+  for (std::size_t i = 0; i < c.size(); ++i) c.data()[i] = std::cos(0.7 * double(i));
+  for (std::size_t i = 0; i < l.size(); ++i) l.data()[i] = std::sin(0.3 * double(i) + 1);
+  for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = std::cos(0.9 * double(i) + 2);
+  want = c;
+  cpu.syrk_lower(0.5, a.view(), 2.0, c.view());
+  cpu.Backend::syrk_lower(0.5, a.view(), 2.0, want.view());
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j <= i; ++j) EXPECT_NEAR(c(i, j), want(i, j), 1e-12) << i << ", " << j;
+  // l's strict upper triangle holds values that must not be read.
+  ntk::Matrix<double> got = b, expected = b;
+  cpu.multiply_by_lower(got.view(), l.view());
+  cpu.Backend::multiply_by_lower(expected.view(), l.view());
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got.data()[i], expected.data()[i], 1e-12) << i;
+  double upper_weight = 0;  // the check above would miss an upper triangle of zeros
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i + 1; j < n; ++j) upper_weight += std::abs(l(i, j));
+  EXPECT_GT(upper_weight, 1.0);
+  ntk::Matrix<double> wrong(11, n - 1);
+  EXPECT_THROW(cpu.multiply_by_lower(wrong.view(), l.view()), ntk::InvalidArgument);
+}
+
 // The blocked mirrors (the CUDA backend's inverse and symmetric tiles use them): every off-diagonal entry
 // copied from the other triangle, the source triangle and the padding untouched, at sizes that are no
 // multiple of the 8-element blocks.

@@ -91,56 +91,64 @@ TEST_F(UncertaintyTest, LinearizedCovarianceIsTheDeltaMethodOfTheFixedPoint) {
   // K = k Theta (x) I, a perturbation df0 of f0(X) moves a by -(I + W K)^-1 W df0, so
   // df(x*) = df0(x*) - G df0(X), G = k (Theta(x*, X) (x) I) (I + W K)^-1 W, and with f0 ~ GP(0, NNGP (x) I)
   // Cov f(x*) = k(x*, x*) I - G k_X* - k_*X G^T + G (K_XX (x) I) G^T.
-  const int n = 18, c = 3, t = 4, nc = n * c;
-  const auto x = random_inputs(n, 5, 31), xt = random_inputs(t, 5, 32);
-  const auto targets = ntk::targets_from_labels(random_labels(n, c, 33), c, 0.0);
-  ntk::FitSettings s;
-  s.lambda = 0.05;
-  s.tolerance = 1e-13;
-  const ntk::KernelSpec spec = small_init_spec(1.0);
-  const auto model = ntk::fit_classifier(cpu_, spec, x.view(), targets, s);
-  ASSERT_TRUE(model.diagnostics.converged) << model.diagnostics.message;
-  ntk::UncertaintyOptions lin;
-  lin.mode = ntk::UncertaintyMode::linearized;
-  const auto got = ntk::predict_uncertainty(cpu_, model, xt.view(), lin);
+  // Also with a duplicated training input: K_XX is then singular, and Q = sum_c E_c K E_c cannot go
+  // through K's Cholesky factor.
+  for (const bool duplicate : {false, true}) {
+    const int n = 18, c = 3, t = 4, nc = n * c;
+    auto x = random_inputs(n, 5, 31);
+    const auto xt = random_inputs(t, 5, 32);
+    if (duplicate)
+      for (int j = 0; j < 5; ++j) x(7, j) = x(3, j);
+    const auto targets = ntk::targets_from_labels(random_labels(n, c, 33), c, 0.0);
+    ntk::FitSettings s;
+    s.lambda = 0.05;
+    s.tolerance = 1e-13;
+    const ntk::KernelSpec spec = small_init_spec(1.0);
+    const auto model = ntk::fit_classifier(cpu_, spec, x.view(), targets, s);
+    ASSERT_TRUE(model.diagnostics.converged) << model.diagnostics.message;
+    ntk::UncertaintyOptions lin;
+    lin.mode = ntk::UncertaintyMode::linearized;
+    const auto got = ntk::predict_uncertainty(cpu_, model, xt.view(), lin);
 
-  Matrix<double> theta(n, n), k_xx(n, n), theta_sx(t, n), k_sx(t, n);
-  cpu_.kernel(spec, x.view(), nullptr, {k_xx.view(), theta.view()}, {});
-  const ntk::ConstMatrixView<double> xv = x.view();
-  cpu_.kernel(spec, xt.view(), &xv, {k_sx.view(), theta_sx.view()}, {});
-  std::vector<double> k_ss(t);
-  cpu_.kernel_diagonal(spec, xt.view(), {std::span<double>(k_ss), {}}, {});
-  const double k = 1.0 / (n * s.lambda);
-  std::vector<double> w(nc * nc, 0.0), system(nc * nc, 0.0);
-  for (int i = 0; i < n; ++i) {
-    std::vector<double> p(c);
-    ntk::sample::softmax(model.train_logits.row_data(i), c, p.data());
-    for (int a = 0; a < c; ++a)
-      for (int b = 0; b < c; ++b) w[(i * c + a) * nc + i * c + b] = (a == b ? p[a] : 0.0) - p[a] * p[b];
-  }
-  for (int r = 0; r < nc; ++r)  // I + W K
-    for (int q = 0; q < nc; ++q) {
-      double v = r == q ? 1.0 : 0.0;
-      for (int j = 0; j < n; ++j) v += w[r * nc + j * c + q % c] * k * theta(j, q / c);
-      system[r * nc + q] = v;
+    Matrix<double> theta(n, n), k_xx(n, n), theta_sx(t, n), k_sx(t, n);
+    cpu_.kernel(spec, x.view(), nullptr, {k_xx.view(), theta.view()}, {});
+    const ntk::ConstMatrixView<double> xv = x.view();
+    cpu_.kernel(spec, xt.view(), &xv, {k_sx.view(), theta_sx.view()}, {});
+    std::vector<double> k_ss(t);
+    cpu_.kernel_diagonal(spec, xt.view(), {std::span<double>(k_ss), {}}, {});
+    const double k = 1.0 / (n * s.lambda);
+    std::vector<double> w(nc * nc, 0.0), system(nc * nc, 0.0);
+    for (int i = 0; i < n; ++i) {
+      std::vector<double> p(c);
+      ntk::sample::softmax(model.train_logits.row_data(i), c, p.data());
+      for (int a = 0; a < c; ++a)
+        for (int b = 0; b < c; ++b) w[(i * c + a) * nc + i * c + b] = (a == b ? p[a] : 0.0) - p[a] * p[b];
     }
-  std::vector<double> sol = w;  // (I + W K)^-1 W
-  dense_solve(system, sol, nc, nc);
-  for (int sidx = 0; sidx < t; ++sidx) {
-    std::vector<double> g(c * nc, 0.0);  // G for this test point
-    for (int a = 0; a < c; ++a)
-      for (int q = 0; q < nc; ++q)
-        for (int j = 0; j < n; ++j) g[a * nc + q] += k * theta_sx(sidx, j) * sol[(j * c + a) * nc + q];
-    for (int a = 0; a < c; ++a)
-      for (int b = 0; b < c; ++b) {
-        double v = a == b ? k_ss[sidx] : 0.0;
-        for (int j = 0; j < n; ++j)
-          v -= g[a * nc + j * c + b] * k_sx(sidx, j) + g[b * nc + j * c + a] * k_sx(sidx, j);
-        for (int d = 0; d < c; ++d)
-          for (int j = 0; j < n; ++j)
-            for (int r = 0; r < n; ++r) v += g[a * nc + j * c + d] * k_xx(j, r) * g[b * nc + r * c + d];
-        EXPECT_NEAR(got.covariance(sidx, a * c + b), v, 1e-10 * (1 + std::abs(v))) << sidx << " " << a << b;
+    for (int r = 0; r < nc; ++r)  // I + W K
+      for (int q = 0; q < nc; ++q) {
+        double v = r == q ? 1.0 : 0.0;
+        for (int j = 0; j < n; ++j) v += w[r * nc + j * c + q % c] * k * theta(j, q / c);
+        system[r * nc + q] = v;
       }
+    std::vector<double> sol = w;  // (I + W K)^-1 W
+    dense_solve(system, sol, nc, nc);
+    for (int sidx = 0; sidx < t; ++sidx) {
+      std::vector<double> g(c * nc, 0.0);  // G for this test point
+      for (int a = 0; a < c; ++a)
+        for (int q = 0; q < nc; ++q)
+          for (int j = 0; j < n; ++j) g[a * nc + q] += k * theta_sx(sidx, j) * sol[(j * c + a) * nc + q];
+      for (int a = 0; a < c; ++a)
+        for (int b = 0; b < c; ++b) {
+          double v = a == b ? k_ss[sidx] : 0.0;
+          for (int j = 0; j < n; ++j)
+            v -= g[a * nc + j * c + b] * k_sx(sidx, j) + g[b * nc + j * c + a] * k_sx(sidx, j);
+          for (int d = 0; d < c; ++d)
+            for (int j = 0; j < n; ++j)
+              for (int r = 0; r < n; ++r) v += g[a * nc + j * c + d] * k_xx(j, r) * g[b * nc + r * c + d];
+          EXPECT_NEAR(got.covariance(sidx, a * c + b), v, 1e-10 * (1 + std::abs(v)))
+              << sidx << " " << a << b << (duplicate ? " (duplicated input)" : "");
+        }
+    }
   }
 }
 

@@ -114,6 +114,12 @@ class Backend {
   // b <- (L L^T)^-1 b for the lower factor L of cholesky(): both triangular solves in one call. The
   // default calls triangular_solve() twice; the CUDA backend uploads L once (cusolverDnXpotrs).
   virtual void cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b);
+  // c = alpha a a^T + beta c (c square with a's rows): its lower triangle; the strict upper triangle is
+  // unspecified afterwards (callers mirror once after accumulating). The default uses gemm().
+  virtual void syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c);
+  // b <- b L for the lower factor L of cholesky() (L's strict upper triangle is not read). The default
+  // multiplies by a copy of the lower triangle through gemm().
+  virtual void multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l);
 
   // `a` (square) made resident for repeated products; `what` names it in errors. The default keeps a
   // view of `a`, which must then outlive the result, and multiplies through gemm(). Backends with their

@@ -41,6 +41,14 @@ int potri_lower(std::int64_t n, double* a, std::int64_t lda);
 void trsm_lower(bool transpose, std::int64_t n, std::int64_t nrhs, const double* l, std::int64_t ldl,
                 double* b, std::int64_t ldb);
 
+// Row-major c (n x n) = alpha a a^T + beta c for a (n x k): the lower triangle only (float64).
+void syrk_lower(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda, double beta,
+                double* c, std::int64_t ldc);
+
+// Row-major b (m x n) <- b L for L (n x n) lower triangular; L's strict upper triangle is not read.
+void trmm_right_lower(std::int64_t m, std::int64_t n, const double* l, std::int64_t ldl, double* b,
+                      std::int64_t ldb);
+
 // Sets OpenBLAS's thread count for the lifetime of the object, then back to 1. For large single
 // calls (factorizations) where the caller has no parallelism of its own.
 class ScopedThreads {

@@ -29,6 +29,8 @@ class CpuBackend final : public Backend {
   void cholesky(MatrixView<double> a, const char* what) override;
   void spd_inverse(MatrixView<double> a, const char* what) override;
   void triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) override;
+  void syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) override;
+  void multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) override;
   // Keeps a view of `a`; thin products (<= 32 columns) bypass the BLAS (cpu_resident_matrix.cpp).
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override;
   // The training inputs prepared once (cpu_kernel_product.cpp).
