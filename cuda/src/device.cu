@@ -23,7 +23,7 @@ std::string unavailable_reason() {
 }
 
 DeviceResources::DeviceResources(int device, std::size_t memory_budget)
-    : device_(device), pool_(device, memory_budget) {
+    : device_(device), pool_(shared_memory_pool(device, memory_budget)) {
   NTK_CUDA_CHECK(cudaSetDevice(device));
   NTK_CUDA_CHECK(cudaGetDeviceProperties(&properties_, device));
   for (auto& s : streams_) NTK_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

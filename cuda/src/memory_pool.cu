@@ -1,4 +1,8 @@
+#include <map>
+#include <memory>
+#include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "ntk/cuda/errors.cuh"
 #include "ntk/cuda/resources.cuh"
@@ -27,6 +31,17 @@ void DeviceBuffer::reset() noexcept {
 }
 
 MemoryPool::MemoryPool(int device, std::size_t budget) : device_(device), budget_(budget) {}
+
+std::shared_ptr<MemoryPool> shared_memory_pool(int device, std::size_t budget) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, std::size_t>, std::weak_ptr<MemoryPool>> pools;
+  std::lock_guard lock(mutex);
+  std::weak_ptr<MemoryPool>& slot = pools[{device, budget}];
+  if (std::shared_ptr<MemoryPool> pool = slot.lock()) return pool;
+  auto pool = std::make_shared<MemoryPool>(device, budget);
+  slot = pool;
+  return pool;
+}
 
 MemoryPool::~MemoryPool() {
   std::lock_guard lock(mutex_);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "ntk/backend.hpp"
 #include "ntk/cpu_backend.hpp"
@@ -155,6 +156,30 @@ TEST_F(CudaBackendTest, MemoryAccountingReturnsToZero) {
   const auto stats = gpu_->memory();
   EXPECT_EQ(stats.in_use, 0u);
   EXPECT_GT(stats.peak, 0u);
+}
+
+// Backend instances on one device with one budget (the server's workers and predict slots) share its
+// pool: what one holds counts against the others, and blocks one freed serve the others.
+TEST_F(CudaBackendTest, InstancesWithOneBudgetShareTheirPool) {
+  ntk::BackendOptions options;
+  options.device_memory_budget = std::size_t(64) << 20;
+  auto first = ntk::cuda::make_cuda_backend(0, options), second = ntk::cuda::make_cuda_backend(0, options);
+  options.device_memory_budget = std::size_t(48) << 20;
+  auto other = ntk::cuda::make_cuda_backend(0, options);
+  const auto a = random_matrix<double>(1024, 1024, 9);  // 8 MiB resident
+  const auto resident = first->make_resident(a.view(), "shared test matrix");
+  EXPECT_GE(second->memory().in_use, std::size_t(8) << 20);
+  EXPECT_EQ(second->memory().in_use, first->memory().in_use);
+  EXPECT_EQ(other->memory().in_use, 0u);
+  // Eight more such matrices do not fit in the shared 64 MiB beside the first one.
+  std::vector<std::unique_ptr<ntk::ResidentMatrix>> more;
+  EXPECT_THROW(
+      {
+        for (int i = 0; i < 8; ++i) more.push_back(second->make_resident(a.view(), "shared test matrix"));
+      },
+      ntk::ResourceExhausted);
+  more.clear();
+  EXPECT_EQ(second->memory().in_use, first->memory().in_use);
 }
 
 TEST_F(CudaBackendTest, OverBudgetIsResourceExhausted) {

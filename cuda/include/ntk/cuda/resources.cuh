@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -66,6 +67,12 @@ class MemoryPool {
   std::multimap<std::size_t, void*> cache_;
 };
 
+// The pool of `device` with `budget`, shared by every DeviceResources (backend instance) on that device
+// with that budget: the server runs several instances on one GPU, and with a pool each, the budget was
+// per instance rather than per device and blocks cached by an idle instance were out of reach of the
+// others. Kept alive by its users; the next request after the last one is gone makes a new one.
+std::shared_ptr<MemoryPool> shared_memory_pool(int device, std::size_t budget);
+
 class DeviceResources {
  public:
   DeviceResources(int device, std::size_t memory_budget);
@@ -81,7 +88,7 @@ class DeviceResources {
   cublasHandle_t cublas();
   cusolverDnHandle_t cusolver();
   curandGenerator_t curand();
-  MemoryPool& pool() { return pool_; }
+  MemoryPool& pool() { return *pool_; }
 
  private:
   int device_;
@@ -91,7 +98,7 @@ class DeviceResources {
   cublasHandle_t cublas_ = nullptr;
   cusolverDnHandle_t cusolver_ = nullptr;
   curandGenerator_t curand_ = nullptr;
-  MemoryPool pool_;
+  std::shared_ptr<MemoryPool> pool_;
 };
 
 }  // namespace ntk::cuda
