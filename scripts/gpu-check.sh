@@ -6,6 +6,7 @@
 # kernels), each step under its own time limit, and print one table last.
 #
 #   scripts/gpu-check.sh [--log-dir DIR] [--prebuilt DIR] [--steps tests,memcheck,racecheck,bench]
+#                        (also memcheck-all, racecheck-all: the whole CUDA suite under the tool)
 #                        [--bench-parts ceilings,assembly,fit,uncertainty,direct]
 #
 # Without --prebuilt it configures and builds Release for the card's architecture (needs the project's
@@ -144,12 +145,14 @@ fi
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # memcheck covers cuBLAS/cuSOLVER kernels too (our arguments decide what they touch); racecheck (shared
 # memory hazards) only our own kernels, whose names all carry the ntk namespace.
-sanitize() {  # tool, time limit, extra options...
-  local tool=$1 limit; limit=$(limit_for "$2"); shift 2
+# The default steps run the tests of every custom kernel and the resident and Newton-CG paths (a minute
+# or two under the tools); memcheck-all / racecheck-all run the whole CUDA test suite, for a second call.
+quick_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*'
+sanitize() {  # tool, time limit, gtest filter, extra options...
+  local tool=$1 limit filter=$3; limit=$(limit_for "$2"); shift 3
   if [ ! -x "$cs" ]; then row "compute-sanitizer $tool" "not installed"; return; fi
   if [ "$limit" = 0 ]; then row "compute-sanitizer $tool" "skipped: out of time"; return; fi
-  timeout -k 15 "$limit" "$cs" --tool "$tool" --error-exitcode 9 "$@" "$tests_bin" \
-    --gtest_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*' \
+  timeout -k 15 "$limit" "$cs" --tool "$tool" --error-exitcode 9 "$@" "$tests_bin" --gtest_filter="$filter" \
     > "$log_dir/sanitizer-$tool.log" 2>&1
   local rc=$? summary
   summary=$(grep -m1 'ERROR SUMMARY' "$log_dir/sanitizer-$tool.log")
@@ -162,8 +165,10 @@ sanitize() {  # tool, time limit, extra options...
     row "compute-sanitizer $tool" "exit $rc: $(gtest_verdict "$log_dir/sanitizer-$tool.log" "$rc"); $(grep -m1 -iE 'not supported|error' "$log_dir/sanitizer-$tool.log")"
   fi
 }
-wants memcheck && sanitize memcheck 90
-wants racecheck && sanitize racecheck 60 --kernel-name kns=ntk
+wants memcheck && sanitize memcheck 90 "$quick_filter"
+wants racecheck && sanitize racecheck 60 "$quick_filter" --kernel-name kns=ntk
+wants memcheck-all && sanitize memcheck 500 '*'
+wants racecheck-all && sanitize racecheck 500 '*' --kernel-name kns=ntk
 
 echo
 echo "gpu-check summary ($(date -u +%F), $(( $(date +%s) - script_start )) s, logs in $log_dir):"
