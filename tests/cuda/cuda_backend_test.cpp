@@ -221,6 +221,20 @@ TEST_F(CudaBackendTest, LinearAlgebraMatchesCpu) {
     cpu_.cholesky_solve(lc.view(), wide_c.view().block(0, 1, 67, m));
     EXPECT_LE(max_relative_difference(wide_g, wide_c), 1e-12) << m << " columns";
   }
+  // syrk (lower triangle) and the product with a lower factor (its upper triangle holds spd's values,
+  // which must not be read).
+  {
+    ntk::Matrix<double> sg = spd, sc = spd;
+    gpu_->syrk_lower(0.5, a.view(), 2.0, sg.view());
+    cpu_.syrk_lower(0.5, a.view(), 2.0, sc.view());
+    for (int i = 0; i < 67; ++i)
+      for (int j = 0; j <= i; ++j)
+        EXPECT_NEAR(sg(i, j), sc(i, j), 1e-12 * (1 + std::abs(sc(i, j)))) << i << j;
+    auto bg = random_matrix<double>(13, 67, 9), bc = bg;
+    gpu_->multiply_by_lower(bg.view(), lc.view());
+    cpu_.multiply_by_lower(bc.view(), lc.view());
+    EXPECT_LE(max_relative_difference(bg, bc), 1e-12);
+  }
   ntk::Matrix<double> ig = spd, ic = spd;
   gpu_->spd_inverse(ig.view(), "spd");
   cpu_.spd_inverse(ic.view(), "spd");
