@@ -227,18 +227,28 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
       out.covariance(r0 + i, std::int64_t(a * cs + a)) = zkz[at] - 2 * zk[at];
     }
   }
+  // Per pair the quadratic and linear terms, -R_a.Y_b - Y_a.R_b + Y_a.Q Y_b + Y_a.E_b k_X* + Y_b.E_a k_X*,
+  // regrouped as Y_b.P_a + Y_a.S_b with P_a = E_a k_X* - R_a and S_b = Q Y_b + E_b k_X* - R_b (formed
+  // once per class, in place): 2 column dot products per pair instead of 5. On a GPU host these dot
+  // products are the CPU's share of a block.
+  for (std::size_t a = 0; a < cs; ++a) {
+    double* s_a = qy[a].data();
+    double* p_a = r[a].data();
+    const double* e_a = ek[a].data();
+    for (std::size_t q = 0; q < qy[a].size(); ++q) {
+      s_a[q] = s_a[q] + e_a[q] - p_a[q];
+      p_a[q] = e_a[q] - p_a[q];
+    }
+  }
+  const std::vector<Matrix<double>>&p = r, &sq = qy;
   for (std::size_t a = 0; a < cs; ++a)
     for (std::size_t b = a; b < cs; ++b) {
-      const std::vector<double> ry = column_dots(r[a], y[b]), yr = column_dots(y[a], r[b]),
-                                yq = column_dots(y[a], qy[b]), ye = column_dots(y[a], ek[b]),
-                                ey = column_dots(y[b], ek[a]);
+      const std::vector<double> yp = column_dots(y[b], p[a]), ys = column_dots(y[a], sq[b]);
       for (std::int64_t i = 0; i < t; ++i) {
         const std::size_t at = static_cast<std::size_t>(i);
         double* cov = out.covariance.row_data(r0 + i);
-        const double quad = -ry[at] - yr[at] + yq[at];
-        const double linear = ye[at] + ey[at];
         const double diagonal_terms = a == b ? k_ss(i, 0) + cov[a * cs + a] : 0.0;
-        cov[a * cs + b] = cov[b * cs + a] = diagonal_terms + linear + quad;
+        cov[a * cs + b] = cov[b * cs + a] = diagonal_terms + yp[at] + ys[at];
       }
     }
 }
