@@ -148,27 +148,32 @@ cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # The default steps run the tests of every custom kernel and the resident and Newton-CG paths (a minute
 # or two under the tools); memcheck-all / racecheck-all run the whole CUDA test suite, for a second call.
 quick_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*'
-sanitize() {  # tool, time limit, gtest filter, extra options...
-  local tool=$1 limit filter=$3; limit=$(limit_for "$2"); shift 3
-  if [ ! -x "$cs" ]; then row "compute-sanitizer $tool" "not installed"; return; fi
-  if [ "$limit" = 0 ]; then row "compute-sanitizer $tool" "skipped: out of time"; return; fi
+sanitize() {  # step name (log and row), tool, time limit, gtest filter, extra options...
+  local step=$1 tool=$2 limit filter=$4; limit=$(limit_for "$3"); shift 4
+  local log="$log_dir/sanitizer-$step.log"
+  if [ ! -x "$cs" ]; then row "compute-sanitizer $step" "not installed"; return; fi
+  if [ "$limit" = 0 ]; then row "compute-sanitizer $step" "skipped: out of time"; return; fi
   timeout -k 15 "$limit" "$cs" --tool "$tool" --error-exitcode 9 "$@" "$tests_bin" --gtest_filter="$filter" \
-    > "$log_dir/sanitizer-$tool.log" 2>&1
-  local rc=$? summary
-  summary=$(grep -m1 'ERROR SUMMARY' "$log_dir/sanitizer-$tool.log")
+    > "$log" 2>&1
+  local rc=$? errors
+  errors=$(grep -m1 'ERROR SUMMARY' "$log")
   if [ "$rc" = 9 ]; then
-    row "compute-sanitizer $tool" "ERRORS: $summary"
+    row "compute-sanitizer $step" "ERRORS: $errors"
   elif [ "$rc" = 0 ]; then
-    row "compute-sanitizer $tool" "clean ($summary; $(gtest_verdict "$log_dir/sanitizer-$tool.log" 0))"
+    local verdict; verdict=$(gtest_verdict "$log" 0)
+    case $verdict in
+      passed*) row "compute-sanitizer $step" "clean (${errors#========= }; tests $verdict)" ;;
+      *) row "compute-sanitizer $step" "no verdict: $verdict" ;;
+    esac
   else
     # e.g. "Device not supported" under gVisor (device/KINDS.md): no verdict on our code.
-    row "compute-sanitizer $tool" "exit $rc: $(gtest_verdict "$log_dir/sanitizer-$tool.log" "$rc"); $(grep -m1 -iE 'not supported|error' "$log_dir/sanitizer-$tool.log")"
+    row "compute-sanitizer $step" "exit $rc: $(gtest_verdict "$log" "$rc"); $(grep -m1 -iE 'not supported|error' "$log")"
   fi
 }
-wants memcheck && sanitize memcheck 90 "$quick_filter"
-wants racecheck && sanitize racecheck 60 "$quick_filter" --kernel-name kns=ntk
-wants memcheck-all && sanitize memcheck 500 '*'
-wants racecheck-all && sanitize racecheck 500 '*' --kernel-name kns=ntk
+wants memcheck && sanitize memcheck memcheck 90 "$quick_filter"
+wants racecheck && sanitize racecheck racecheck 60 "$quick_filter" --kernel-name kns=ntk
+wants memcheck-all && sanitize memcheck-all memcheck 500 '*'
+wants racecheck-all && sanitize racecheck-all racecheck 500 '*' --kernel-name kns=ntk
 
 echo
 echo "gpu-check summary ($(date -u +%F), $(( $(date +%s) - script_start )) s, logs in $log_dir):"

@@ -104,6 +104,11 @@ void CpuBackend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta
     throw InvalidArgument("syrk shapes do not agree: " + shape(a.rows, a.cols) + " -> " +
                           shape(c.rows, c.cols));
   if (c.rows == 0) return;
+  if (a.cols == 0) {  // an empty sum (OpenBLAS refuses lda = 0): c = beta c
+    for (std::int64_t i = 0; i < c.rows; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+    return;
+  }
   blas::ScopedThreads threads(blas_threads(double(c.rows) * double(c.rows) * double(a.cols)));
   blas::syrk_lower(c.rows, a.cols, alpha, a.data, a.ld, beta, c.data, c.ld);
 }

@@ -1,3 +1,4 @@
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -101,6 +102,14 @@ DeviceBuffer MemoryPool::allocate(std::size_t bytes, const char* what) {
 }
 
 void MemoryPool::release(void* ptr, std::size_t bytes) noexcept {
+  // Operations synchronize their streams before their buffers go; an exception half-way does not, and
+  // the pool's reuse is not ordered by streams (it is shared by the device's backend instances): let
+  // queued copies and kernels finish before the block can be handed to another stream.
+  if (std::uncaught_exceptions() > 0) {
+    cudaSetDevice(device_);
+    cudaDeviceSynchronize();
+    cudaGetLastError();  // a sticky error stays for the operation that is already failing
+  }
   std::lock_guard lock(mutex_);
   in_use_ -= bytes;
   cache_.emplace(bytes, ptr);

@@ -30,6 +30,12 @@ void Reservation::release() {
   bytes_ = 0;
 }
 
+void Reservation::shrink_to(std::uint64_t bytes) {
+  if (!budget_ || bytes >= bytes_) return;
+  budget_->give_back(bytes_ - bytes);
+  bytes_ = bytes;
+}
+
 void MemoryBudget::set_reclaimer(std::function<std::uint64_t(std::uint64_t)> reclaimer) {
   std::lock_guard lock(mutex_);
   reclaimer_ = std::move(reclaimer);

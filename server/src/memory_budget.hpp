@@ -21,6 +21,8 @@ class Reservation {
   ~Reservation();
   std::uint64_t bytes() const { return bytes_; }
   void release();
+  // Gives back what exceeds `bytes` (work whose peak is behind it keeps what it still holds).
+  void shrink_to(std::uint64_t bytes);
 
  private:
   friend class MemoryBudget;

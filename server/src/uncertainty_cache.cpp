@@ -7,17 +7,28 @@ namespace ntkserver {
 
 std::uint64_t uncertainty_context_bytes(std::uint64_t n, std::uint64_t c, const ntk::UncertaintyOptions& o) {
   switch (o.mode) {
-    case ntk::UncertaintyMode::linearized:  // C factors E_c, M, Q, K_XX; while preparing Theta, or K_XX's
-      return 8 * (c + 5) * n * n;           // factor and one product for Q
-
+    case ntk::UncertaintyMode::linearized:  // C factors E_c, M, Q, K_XX
+      return 8 * (c + 3) * n * n;
     case ntk::UncertaintyMode::exact:  // K_XX
       return 8 * n * n;
-    case ntk::UncertaintyMode::monte_carlo:  // the NNGP factor, Theta while preparing, z and c per sample
-      return 8 * (2 * n * n + 2 * static_cast<std::uint64_t>(std::max(o.samples, 0)) * n * c);
+    case ntk::UncertaintyMode::monte_carlo:  // the NNGP factor, z and the coefficients per sample
+      return 8 * (n * n + 2 * static_cast<std::uint64_t>(std::max(o.samples, 0)) * n * c);
     case ntk::UncertaintyMode::none:
       return 0;
   }
   return 0;
+}
+
+std::uint64_t uncertainty_preparation_bytes(std::uint64_t n, std::uint64_t c,
+                                            const ntk::UncertaintyOptions& o) {
+  switch (o.mode) {
+    case ntk::UncertaintyMode::linearized:  // and Theta, or K_XX's factor and a product for Q
+      return uncertainty_context_bytes(n, c, o) + 8 * 2 * n * n;
+    case ntk::UncertaintyMode::monte_carlo:  // and Theta
+      return uncertainty_context_bytes(n, c, o) + 8 * n * n;
+    default:
+      return uncertainty_context_bytes(n, c, o);
+  }
 }
 
 bool UncertaintyCache::matches(const Entry& e, const std::shared_ptr<const ntk::Model>& model,
@@ -41,13 +52,15 @@ std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& bac
   // Reserve, then prepare, both outside the lock: reserving may make the budget reclaim (this cache
   // included), and preparing takes seconds. Two calls may prepare the same context at once; the second to
   // finish uses the first one's.
+  const auto n = static_cast<std::uint64_t>(model->x_train.rows());
+  const auto c = static_cast<std::uint64_t>(model->num_classes);
   Reservation memory =
-      budget_.reserve(uncertainty_context_bytes(static_cast<std::uint64_t>(model->x_train.rows()),
-                                                static_cast<std::uint64_t>(model->num_classes), options),
+      budget_.reserve(uncertainty_preparation_bytes(n, c, options),
                       std::string("uncertainty (") + ntk::uncertainty_mode_name(options.mode) +
-                          ") of a model of " + std::to_string(model->x_train.rows()) + " training points");
+                          ") of a model of " + std::to_string(n) + " training points");
   std::shared_ptr<ntk::UncertaintyContext> context = ntk::make_uncertainty_context();
   ntk::prepare_uncertainty(backend, *model, options, *context);
+  memory.shrink_to(uncertainty_context_bytes(n, c, options));  // what the cached context keeps
   std::optional<Entry>
       evicted;  // destroyed after the lock is released: giving memory back takes the budget's
   std::lock_guard lock(mutex_);

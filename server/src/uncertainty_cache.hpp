@@ -19,10 +19,13 @@
 
 namespace ntkserver {
 
-// Bytes a context of this mode holds for a model of n training points and c classes (with what its
-// preparation holds for a while: Theta).
+// Bytes a context of this mode keeps for a model of n training points and c classes, and the peak while
+// it is prepared (Theta, or for linearized K_XX's factor and a product for Q, held for a while): an entry
+// reserves the peak and gives back the difference once prepared.
 std::uint64_t uncertainty_context_bytes(std::uint64_t n, std::uint64_t c,
                                         const ntk::UncertaintyOptions& options);
+std::uint64_t uncertainty_preparation_bytes(std::uint64_t n, std::uint64_t c,
+                                            const ntk::UncertaintyOptions& options);
 
 class UncertaintyCache {
  public:

@@ -103,6 +103,11 @@ TEST(CpuLinearAlgebra, SyrkAndTriangularProductMatchTheirGemmDefinitions) {
   EXPECT_GT(upper_weight, 1.0);
   ntk::Matrix<double> wrong(11, n - 1);
   EXPECT_THROW(cpu.multiply_by_lower(wrong.view(), l.view()), ntk::InvalidArgument);
+  // An empty sum (a with no columns) leaves beta c, as gemm does.
+  ntk::Matrix<double> no_columns(n, 0), scaled = want;
+  cpu.syrk_lower(0.5, no_columns.view(), 2.0, scaled.view());
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j <= i; ++j) EXPECT_EQ(scaled(i, j), 2.0 * want(i, j)) << i << ", " << j;
 }
 
 // The blocked mirrors (the CUDA backend's inverse and symmetric tiles use them): every off-diagonal entry

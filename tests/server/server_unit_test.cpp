@@ -258,7 +258,9 @@ TEST(UncertaintyCache, SharedAcrossCallsReservedAndGivenBackWhenIdle) {
   lin.mode = ntk::UncertaintyMode::linearized;
   const std::uint64_t lin_bytes = ntkserver::uncertainty_context_bytes(30, 3, lin);
   auto first = cache.get(cpu, model, lin);
-  EXPECT_EQ(budget.in_use(), lin_bytes);
+  EXPECT_EQ(budget.in_use(), lin_bytes);  // the context's size; its preparation reserved the peak
+  EXPECT_EQ(budget.peak(), ntkserver::uncertainty_preparation_bytes(30, 3, lin));
+  EXPECT_GT(ntkserver::uncertainty_preparation_bytes(30, 3, lin), lin_bytes);
   EXPECT_EQ(cache.get(cpu, model, lin), first);  // a later call reuses it
   ntk::UncertaintyOptions mc;
   mc.mode = ntk::UncertaintyMode::monte_carlo;
