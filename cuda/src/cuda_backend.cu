@@ -78,6 +78,14 @@ class CudaBackendImpl final : public CudaBackend {
     std::lock_guard lock(mutex_);
     cuda::cholesky_solve(resources_, l, b);
   }
+  void syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) override {
+    std::lock_guard lock(mutex_);
+    cuda::syrk_lower(resources_, alpha, a, beta, c);
+  }
+  void multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) override {
+    std::lock_guard lock(mutex_);
+    cuda::multiply_by_lower(resources_, b, l);
+  }
   // No fallback to per-product uploads when it does not fit: those would need the same device memory.
   // ResourceExhausted names the bytes needed and available.
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override {

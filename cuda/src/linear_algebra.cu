@@ -195,4 +195,50 @@ void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<do
     throw InternalError("cusolverDnXpotrs argument " + std::to_string(-host_info) + " invalid");
 }
 
+// Row-major c = alpha a a^T + beta c (lower triangle) is column-major C^T = alpha A^T A + beta C^T with
+// A = a's memory read column-major (k x n) and the upper triangle of C^T: DSYRK(upper, transposed).
+void syrk_lower(DeviceResources& r, double alpha, ConstMatrixView<double> a, double beta,
+                MatrixView<double> c) {
+  if (c.rows != c.cols || a.rows != c.rows)
+    throw InvalidArgument("syrk shapes do not agree: " + shape(a.rows, a.cols) + " -> " +
+                          shape(c.rows, c.cols));
+  const std::int64_t n = c.rows, k = a.cols;
+  if (n == 0) return;
+  if (k == 0) {  // an empty sum: c = beta c, as the CPU backend
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+    return;
+  }
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer da = upload(r, a, "syrk operand", s);
+  DeviceBuffer dc = beta != 0 ? upload(r, c, "syrk result", s)
+                              : r.pool().allocate(std::size_t(n * n) * sizeof(double), "syrk result");
+  cublasHandle_t h = r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(h, s));
+  NTK_CUBLAS_CHECK(cublasDsyrk_64(h, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, n, k, &alpha, da.as<double>(), k,
+                                  &beta, dc.as<double>(), n));
+  download(dc, c, s);
+}
+
+// Row-major b <- b L is column-major B^T <- L^T B^T, and L's row-major lower triangle read column-major
+// is L^T, upper: DTRMM(left, upper, no transpose), in place (cuBLAS's C = B form).
+void multiply_by_lower(DeviceResources& r, MatrixView<double> b, ConstMatrixView<double> l) {
+  if (l.rows != l.cols || b.cols != l.rows)
+    throw InvalidArgument("triangular product shapes do not agree: " + shape(b.rows, b.cols) + " * " +
+                          shape(l.rows, l.cols));
+  const std::int64_t m = b.rows, n = b.cols;
+  if (m == 0 || n == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer dl = upload(r, l, "triangular factor", s), db = upload(r, b, "triangular product operand", s);
+  cublasHandle_t h = r.cublas();
+  NTK_CUBLAS_CHECK(cublasSetStream(h, s));
+  const double one = 1;
+  NTK_CUBLAS_CHECK(cublasDtrmm_64(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N,
+                                  CUBLAS_DIAG_NON_UNIT, n, m, &one, dl.as<double>(), n, db.as<double>(), n,
+                                  db.as<double>(), n));
+  download(db, b, s);
+}
+
 }  // namespace ntk::cuda

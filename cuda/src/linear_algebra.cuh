@@ -10,5 +10,8 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what);
 void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what);
 void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b, bool transpose);
 void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b);
+void syrk_lower(DeviceResources& r, double alpha, ConstMatrixView<double> a, double beta,
+                MatrixView<double> c);
+void multiply_by_lower(DeviceResources& r, MatrixView<double> b, ConstMatrixView<double> l);
 
 }  // namespace ntk::cuda
