@@ -82,7 +82,8 @@ class DeviceNewtonOps {
       inverse_diagonal_ = allocate(count_, "Newton-CG Jacobi preconditioner");
     }
     if (system.float32_products)
-      operand_f32_ = r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
+      operand_f32_ =
+          r_.pool().allocate(2 * std::size_t(count_) * sizeof(float), "Newton-CG float32 operands");
     copy_to_device(p_.as<double>(), system.p, stream_);
     if (l_ > 0) {
       copy_to_device(basis_.as<double>(), system.basis, stream_);

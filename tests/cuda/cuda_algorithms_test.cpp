@@ -108,7 +108,8 @@ TEST_F(CudaAlgorithmsTest, NewtonSystemSolveMatchesCpu) {
         const std::string what = "rank " + std::to_string(rank) + (float32 ? ", float32" : ", float64");
         // float32 products round differently in cuBLAS and on the CPU: only float64 pins the count.
         if (!float32) {
-          EXPECT_LE(std::abs(it_gpu - it_cpu), std::max(2, it_cpu / 50)) << what << ": " << it_gpu << " vs " << it_cpu;
+          EXPECT_LE(std::abs(it_gpu - it_cpu), std::max(2, it_cpu / 50))
+              << what << ": " << it_gpu << " vs " << it_cpu;
         }
         EXPECT_LE(max_abs_diff(z_gpu, dense), float32 ? 1e-4 : 1e-9) << what;
         if (!float32) {
