@@ -60,7 +60,7 @@ if [ -n "$prebuilt" ]; then
   tests_bin="$prebuilt/cuda_tests" bench_bin="$prebuilt/gpu_bench"
   # The CUDA libraries come from the machine: its toolkit, else the nvidia-* Python wheels beside PyTorch.
   libs="$(cd "$prebuilt" && pwd)/lib"
-  for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+  for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
              $(python3 -c 'import glob, site; print(" ".join(sorted({p.rsplit("/", 1)[0] for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib/*.so*")})))' 2>/dev/null); do
     [ -d "$dir" ] && libs="$libs:$dir"
   done
