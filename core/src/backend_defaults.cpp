@@ -111,15 +111,32 @@ void Backend::cholesky_solve(ConstMatrixView<double> l, MatrixView<double> b) {
   triangular_solve(l, b, true);
 }
 
+void check_syrk_shapes(ConstMatrixView<double> a, ConstMatrixView<double> c) {
+  if (c.rows != c.cols || a.rows != c.rows)
+    throw InvalidArgument("syrk shapes do not agree: " + std::to_string(a.rows) + " x " +
+                          std::to_string(a.cols) + " -> " + std::to_string(c.rows) + " x " +
+                          std::to_string(c.cols));
+}
+
+void check_lower_product_shapes(ConstMatrixView<double> b, ConstMatrixView<double> l) {
+  if (l.rows != l.cols || b.cols != l.rows)
+    throw InvalidArgument("triangular product shapes do not agree: " + std::to_string(b.rows) + " x " +
+                          std::to_string(b.cols) + " * " + std::to_string(l.rows) + " x " +
+                          std::to_string(l.cols));
+}
+
+void scale_by_beta(double beta, MatrixView<double> c, bool lower_triangle_only) {
+  for (std::int64_t i = 0; i < c.rows; ++i)
+    for (std::int64_t j = 0; j < (lower_triangle_only ? i + 1 : c.cols); ++j)
+      c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+}
+
 void Backend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) {
   gemm(false, true, alpha, a, a, beta, c);
 }
 
 void Backend::multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) {
-  if (l.rows != l.cols || b.cols != l.rows)
-    throw InvalidArgument("triangular product shapes do not agree: " + std::to_string(b.rows) + " x " +
-                          std::to_string(b.cols) + " * " + std::to_string(l.rows) + " x " +
-                          std::to_string(l.cols));
+  check_lower_product_shapes(b, l);
   Matrix<double> lower(l.rows, l.cols, 0.0);
   for (std::int64_t i = 0; i < l.rows; ++i)
     for (std::int64_t j = 0; j <= i; ++j) lower(i, j) = l(i, j);

@@ -3,6 +3,7 @@
 #include "host_resident.hpp"
 #include "ntk/blas.hpp"
 #include "ntk/cpu_features.hpp"
+#include "ntk/detail/transpose.hpp"
 #include "ntk/errors.hpp"
 #include "ntk/parallel.hpp"
 
@@ -86,8 +87,7 @@ void CpuBackend::spd_inverse(MatrixView<double> a, const char* what) {
   }
   if (info != 0)
     throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(info) + ")");
-  for (std::int64_t i = 0; i < a.rows; ++i)
-    for (std::int64_t j = i + 1; j < a.cols; ++j) a(i, j) = a(j, i);
+  detail::mirror_lower_to_upper(a.data, a.rows, a.ld);
 }
 
 void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> b, bool transpose) {
@@ -100,13 +100,10 @@ void CpuBackend::triangular_solve(ConstMatrixView<double> l, MatrixView<double> 
 }
 
 void CpuBackend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta, MatrixView<double> c) {
-  if (c.rows != c.cols || a.rows != c.rows)
-    throw InvalidArgument("syrk shapes do not agree: " + shape(a.rows, a.cols) + " -> " +
-                          shape(c.rows, c.cols));
+  check_syrk_shapes(a, c);
   if (c.rows == 0) return;
-  if (a.cols == 0) {  // an empty sum (OpenBLAS refuses lda = 0): c = beta c
-    for (std::int64_t i = 0; i < c.rows; ++i)
-      for (std::int64_t j = 0; j <= i; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+  if (a.cols == 0) {  // OpenBLAS refuses lda = 0
+    scale_by_beta(beta, c, true);
     return;
   }
   blas::ScopedThreads threads(blas_threads(double(c.rows) * double(c.rows) * double(a.cols)));
@@ -114,9 +111,7 @@ void CpuBackend::syrk_lower(double alpha, ConstMatrixView<double> a, double beta
 }
 
 void CpuBackend::multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l) {
-  if (l.rows != l.cols || b.cols != l.rows)
-    throw InvalidArgument("triangular product shapes do not agree: " + shape(b.rows, b.cols) + " * " +
-                          shape(l.rows, l.cols));
+  check_lower_product_shapes(b, l);
   if (b.rows == 0 || b.cols == 0) return;
   blas::ScopedThreads threads(blas_threads(double(b.rows) * double(l.rows) * double(l.rows)));
   blas::trmm_right_lower(b.rows, b.cols, l.data, l.ld, b.data, b.ld);

@@ -38,9 +38,8 @@ class DeviceKernelProduct final : public KernelProduct {
     check_kernel_product_shapes(x, out, features_, m_);
     check_kernel_input(x, "x");
     if (x.rows == 0 || m_ == 0) return;
-    if (n_ == 0) {
-      for (std::int64_t i = 0; i < out.rows; ++i)
-        for (std::int64_t j = 0; j < out.cols; ++j) out(i, j) = beta == 0 ? 0.0 : beta * out(i, j);
+    if (n_ == 0) {  // no training points: an empty sum
+      scale_by_beta(beta, out, false);
       return;
     }
     Matrix<T> converted;

@@ -23,6 +23,17 @@ std::string shape(std::int64_t r, std::int64_t c) {
   return std::to_string(r) + " x " + std::to_string(c);
 }
 
+void check_square(ConstMatrixView<double> a, const char* what) {
+  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+}
+
+// The device copy of a product's output: uploaded when beta makes its old contents count.
+DeviceBuffer result_buffer(DeviceResources& r, ConstMatrixView<double> c, double beta, const char* what,
+                           cudaStream_t s) {
+  return beta != 0 ? upload(r, c, what, s)
+                   : r.pool().allocate(std::size_t(c.rows * c.cols) * sizeof(double), what);
+}
+
 }  // namespace
 
 void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<double> a,
@@ -33,16 +44,14 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
     throw InvalidArgument("gemm shapes do not agree: " + shape(a.rows, a.cols) + " * " +
                           shape(b.rows, b.cols) + " -> " + shape(c.rows, c.cols));
   if (m == 0 || n == 0) return;
-  if (k == 0) {  // an empty sum: c = beta c, as the CPU backend (cuBLAS refuses the zero leading dimension)
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j < n; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+  if (k == 0) {  // cuBLAS refuses the zero leading dimension
+    scale_by_beta(beta, c, false);
     return;
   }
   r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer da = upload(r, a, "gemm operand", s), db = upload(r, b, "gemm operand", s);
-  DeviceBuffer dc = beta != 0 ? upload(r, c, "gemm result", s)
-                              : r.pool().allocate(std::size_t(m * n) * sizeof(double), "gemm result");
+  DeviceBuffer dc = result_buffer(r, c, beta, "gemm result", s);
   cublasHandle_t h = r.cublas();
   NTK_CUBLAS_CHECK(cublasSetStream(h, s));
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
@@ -88,7 +97,7 @@ void factor_on_device(DeviceResources& r, DeviceBuffer& d, std::int64_t n, const
 }  // namespace
 
 void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
-  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+  check_square(a, what);
   if (a.rows == 0) return;
   r.activate();
   cudaStream_t s = r.stream(0);
@@ -99,7 +108,7 @@ void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
 
 // Factor and inverse in one upload: the factor never returns to the host in between.
 void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what) {
-  if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
+  check_square(a, what);
   const std::int64_t n = a.rows;
   if (n == 0) return;
   if (n > std::numeric_limits<int>::max())
@@ -199,21 +208,17 @@ void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<do
 // A = a's memory read column-major (k x n) and the upper triangle of C^T: DSYRK(upper, transposed).
 void syrk_lower(DeviceResources& r, double alpha, ConstMatrixView<double> a, double beta,
                 MatrixView<double> c) {
-  if (c.rows != c.cols || a.rows != c.rows)
-    throw InvalidArgument("syrk shapes do not agree: " + shape(a.rows, a.cols) + " -> " +
-                          shape(c.rows, c.cols));
+  check_syrk_shapes(a, c);
   const std::int64_t n = c.rows, k = a.cols;
   if (n == 0) return;
-  if (k == 0) {  // an empty sum: c = beta c, as the CPU backend
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j <= i; ++j) c(i, j) = beta == 0 ? 0.0 : beta * c(i, j);
+  if (k == 0) {
+    scale_by_beta(beta, c, true);
     return;
   }
   r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer da = upload(r, a, "syrk operand", s);
-  DeviceBuffer dc = beta != 0 ? upload(r, c, "syrk result", s)
-                              : r.pool().allocate(std::size_t(n * n) * sizeof(double), "syrk result");
+  DeviceBuffer dc = result_buffer(r, c, beta, "syrk result", s);
   cublasHandle_t h = r.cublas();
   NTK_CUBLAS_CHECK(cublasSetStream(h, s));
   NTK_CUBLAS_CHECK(cublasDsyrk_64(h, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, n, k, &alpha, da.as<double>(), k,
@@ -224,9 +229,7 @@ void syrk_lower(DeviceResources& r, double alpha, ConstMatrixView<double> a, dou
 // Row-major b <- b L is column-major B^T <- L^T B^T, and L's row-major lower triangle read column-major
 // is L^T, upper: DTRMM(left, upper, no transpose), in place (cuBLAS's C = B form).
 void multiply_by_lower(DeviceResources& r, MatrixView<double> b, ConstMatrixView<double> l) {
-  if (l.rows != l.cols || b.cols != l.rows)
-    throw InvalidArgument("triangular product shapes do not agree: " + shape(b.rows, b.cols) + " * " +
-                          shape(l.rows, l.cols));
+  check_lower_product_shapes(b, l);
   const std::int64_t m = b.rows, n = b.cols;
   if (m == 0 || n == 0) return;
   r.activate();

@@ -156,6 +156,14 @@ void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixV
 void check_kernel_product_shapes(ConstMatrixView<double> x, MatrixView<double> out, std::int64_t features,
                                  std::int64_t m);
 
+// The shape checks of syrk_lower (c square with a's rows) and multiply_by_lower (l square with b's
+// columns) every backend runs, with one message each; InvalidArgument.
+void check_syrk_shapes(ConstMatrixView<double> a, ConstMatrixView<double> c);
+void check_lower_product_shapes(ConstMatrixView<double> b, ConstMatrixView<double> l);
+// c <- beta c (zeros for beta = 0, whatever c held), on the lower triangle only or on every entry: the
+// result of an empty sum (a product with no inner dimension, which the BLAS libraries refuse).
+void scale_by_beta(double beta, MatrixView<double> c, bool lower_triangle_only);
+
 struct BackendOptions {
   int threads = 0;                       // CPU worker threads; 0 = all hardware threads
   std::size_t device_memory_budget = 0;  // bytes a CUDA backend may hold; 0 = 90% of the device's memory
