@@ -38,7 +38,7 @@ std::string cuda_absence_reason() {
 
 std::unique_ptr<Backend> make_cuda(int device, const BackendOptions& options) {
 #if defined(NTK_WITH_CUDA)
-  return cuda::make_cuda_backend(device, options);  // unique_ptr<CudaBackend> converts to unique_ptr<Backend>
+  return cuda::make_cuda_backend(device, options);
 #else
   (void)device;
   (void)options;

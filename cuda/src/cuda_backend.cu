@@ -20,11 +20,12 @@ std::size_t default_budget(int device) {
   return total / 10 * 9;
 }
 
-class CudaBackendImpl final : public CudaBackend {
+class CudaBackendImpl final : public Backend {
  public:
   CudaBackendImpl(int device, const BackendOptions& options)
       : resources_(device,
-                   options.device_memory_budget ? options.device_memory_budget : default_budget(device)) {}
+                   options.device_memory_budget ? options.device_memory_budget : default_budget(device),
+                   options.reclaim_device_memory) {}
 
   std::string name() const override { return "cuda:" + std::to_string(resources_.device()); }
   std::string description() const override {
@@ -34,7 +35,9 @@ class CudaBackendImpl final : public CudaBackend {
        << p.totalGlobalMem / (1 << 20) << " MiB, budget " << resources_pool_budget() / (1 << 20) << " MiB)";
     return os.str();
   }
-  MemoryStats memory() const override { return const_cast<DeviceResources&>(resources_).pool().stats(); }
+  DeviceMemoryStats device_memory() const override {
+    return const_cast<DeviceResources&>(resources_).pool().stats();
+  }
 
   void kernel(const KernelSpec& spec, ConstMatrixView<float> x1, const ConstMatrixView<float>* x2,
               KernelOutputs<float> out, const AssemblyOptions& options) override {
@@ -132,7 +135,7 @@ class CudaBackendImpl final : public CudaBackend {
 
 }  // namespace
 
-std::unique_ptr<CudaBackend> make_cuda_backend(int device, const BackendOptions& options) {
+std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   const int count = device_count();
   if (count == 0) throw Unavailable("CUDA backend unavailable: " + unavailable_reason());
   if (device < 0 || device >= count)

@@ -22,8 +22,9 @@ std::string unavailable_reason() {
   return std::string("no CUDA device usable (") + cudaGetErrorString(status) + ")";
 }
 
-DeviceResources::DeviceResources(int device, std::size_t memory_budget)
+DeviceResources::DeviceResources(int device, std::size_t memory_budget, ntk::MemoryReclaimer reclaimer)
     : device_(device), pool_(shared_memory_pool(device, memory_budget)) {
+  if (reclaimer) reclaimer_ = pool_->add_reclaimer(std::move(reclaimer));
   NTK_CUDA_CHECK(cudaSetDevice(device));
   NTK_CUDA_CHECK(cudaGetDeviceProperties(&properties_, device));
   for (auto& s : streams_) NTK_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

@@ -4,7 +4,6 @@
 // compute.
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 #include <vector>
 
 #include "kernel_assembly.cuh"
@@ -235,20 +234,14 @@ __global__ void store_symmetric_tile_kernel(const T* tile, TileGeometry g, doubl
 }
 
 // The largest square tile edge (`start` halved while needed, down to 64) for which `buffers` square tile
-// buffers of T fit in half the pool's free budget; ResourceExhausted when even 64 does not fit.
+// buffers of T fit in half the pool's free budget (idle cached contexts give room first); at 64 the
+// allocation itself reports an exhausted budget.
 template <class T>
 std::int64_t fitting_tile(DeviceResources& r, std::int64_t start, int buffers) {
-  const MemoryStats mem = r.pool().stats();
-  const std::size_t available = mem.budget > mem.in_use ? mem.budget - mem.in_use : 0;
-  std::int64_t tile = start;
   auto bytes = [&](std::int64_t t) { return std::size_t(buffers) * std::size_t(t * t) * sizeof(T); };
+  const std::size_t available = r.pool().room_for(2 * bytes(start));
+  std::int64_t tile = start;
   while (tile > 64 && bytes(tile) > available / 2) tile /= 2;
-  if (bytes(tile) > available) {
-    std::ostringstream os;
-    os << "device memory exhausted for kernel tiles: needs " << bytes(tile) << " bytes, " << available
-       << " available";
-    throw ResourceExhausted(os.str());
-  }
   return tile;
 }
 

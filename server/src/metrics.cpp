@@ -9,6 +9,12 @@ prometheus::Histogram::BucketBoundaries latency_buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
           0.25,   0.5,     1,      2.5,   5,      10,    30,   60,    300};
 }
+prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+prometheus::Counter& counter(prometheus::Registry& registry, const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
 }  // namespace
 
 Metrics::Metrics(const std::string& address)
@@ -41,11 +47,12 @@ Metrics::Metrics(const std::string& address)
                         .Help("Dataset bytes received")
                         .Register(*registry_)
                         .Add({})),
-      memory_in_use_(prometheus::BuildGauge()
-                         .Name("ntkserve_memory_in_use_bytes")
-                         .Help("Bytes reserved in the compute memory budget (device memory on a GPU backend)")
-                         .Register(*registry_)
-                         .Add({})),
+      memory_in_use_(
+          prometheus::BuildGauge()
+              .Name("ntkserve_memory_in_use_bytes")
+              .Help("Bytes reserved in the server's memory budget (datasets, models, jobs, cached contexts)")
+              .Register(*registry_)
+              .Add({})),
       memory_total_(prometheus::BuildGauge()
                         .Name("ntkserve_memory_total_bytes")
                         .Help("The compute memory budget")
@@ -82,7 +89,21 @@ Metrics::Metrics(const std::string& address)
                         .Name("ntkserve_fits_running")
                         .Help("Fit jobs running now")
                         .Register(*registry_)
-                        .Add({})) {
+                        .Add({})),
+      device_budget_(gauge(*registry_, "ntkserve_device_memory_budget_bytes",
+                           "Device memory the GPU backend's pool may hold (0 on the CPU backend)")),
+      device_in_use_(gauge(*registry_, "ntkserve_device_memory_in_use_bytes",
+                           "Device memory allocated by the GPU backend now")),
+      device_peak_(gauge(*registry_, "ntkserve_device_memory_peak_bytes",
+                         "Largest device memory allocated by the GPU backend since start")),
+      device_free_(gauge(*registry_, "ntkserve_device_memory_free_bytes",
+                         "Device memory free as the driver sees it (other processes included)")),
+      device_reclaims_(counter(*registry_, "ntkserve_device_reclaims_total",
+                               "Device allocations that did not fit and asked idle cached work for room")),
+      device_reclaimed_bytes_(
+          counter(*registry_, "ntkserve_device_reclaimed_bytes_total",
+                  "Bytes idle cached kernel products and uncertainty contexts gave back to "
+                  "device allocations")) {
   if (!address.empty()) {
     try {
       endpoint_ = std::make_unique<MetricsEndpoint>(address, registry_);
@@ -105,6 +126,18 @@ void Metrics::record_fit(const std::string& outcome, double seconds, int newton_
 
 void Metrics::record_upload_bytes(std::int64_t bytes) {
   upload_bytes_.Increment(static_cast<double>(bytes));
+}
+
+void Metrics::set_device_memory(const ntk::DeviceMemoryStats& device) {
+  device_budget_.Set(static_cast<double>(device.budget));
+  device_in_use_.Set(static_cast<double>(device.in_use));
+  device_peak_.Set(static_cast<double>(device.peak));
+  device_free_.Set(static_cast<double>(device.device_free));
+}
+
+void Metrics::record_device_reclaim(std::uint64_t freed) {
+  device_reclaims_.Increment();
+  device_reclaimed_bytes_.Increment(static_cast<double>(freed));
 }
 
 void Metrics::set_state(double memory_in_use, double memory_total, double memory_peak,

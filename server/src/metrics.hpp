@@ -6,7 +6,9 @@
 #include <prometheus/registry.h>
 
 #include "metrics_http.hpp"
+#include "ntk/backend.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +24,10 @@ class Metrics {
   void record_upload_bytes(std::int64_t bytes);
   void set_state(double memory_in_use, double memory_total, double memory_peak, double uncertainty_cache,
                  double datasets, double models, double queue_depth, double running_fits);
+  // The device backend's pool (all zero on the CPU backend).
+  void set_device_memory(const ntk::DeviceMemoryStats& device);
+  // A device allocation that did not fit asked the server's idle cached work for `missing` bytes.
+  void record_device_reclaim(std::uint64_t freed);
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   int port() const { return endpoint_ ? endpoint_->port() : 0; }  // the bound port (for address :0)
 
@@ -42,6 +48,12 @@ class Metrics {
   prometheus::Gauge& models_;
   prometheus::Gauge& queue_depth_;
   prometheus::Gauge& running_fits_;
+  prometheus::Gauge& device_budget_;
+  prometheus::Gauge& device_in_use_;
+  prometheus::Gauge& device_peak_;
+  prometheus::Gauge& device_free_;
+  prometheus::Counter& device_reclaims_;
+  prometheus::Counter& device_reclaimed_bytes_;
   std::mutex mutex_;  // Family::Add is thread-safe; the lookups of latency histograms by label are not cached
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cache_entries.hpp"
 #include "ntk/classifier.hpp"
 
 namespace ntkserver {
@@ -28,8 +29,18 @@ std::shared_ptr<ntk::KernelProduct> ProductCache::get(ntk::Backend& backend,
       if (mine(*it) && (oldest == entries_.end() || it->used < oldest->used)) oldest = it;
     if (oldest != entries_.end()) entries_.erase(oldest);
   }
-  entries_.push_back({&backend, model.get(), model, product, ++clock_});
+  const auto bytes = static_cast<std::uint64_t>(model->x_train.rows()) *
+                     static_cast<std::uint64_t>(model->x_train.cols() + model->num_classes) * sizeof(double);
+  entries_.push_back({&backend, model.get(), model, product, bytes, ++clock_});
   return product;
+}
+
+std::uint64_t ProductCache::reclaim(std::uint64_t missing) {
+  std::vector<Entry> dropped;  // destroyed after the lock is released
+  std::lock_guard lock(mutex_);
+  return take_idle_entries(
+      entries_, missing, [](const Entry& e) { return e.product.use_count() == 1; },
+      [](const Entry& e) { return e.bytes; }, dropped);
 }
 
 std::size_t ProductCache::size() const {

@@ -21,6 +21,9 @@ class ProductCache {
   // The product of `model` on `backend`, made (ntk::make_model_product) when there is none.
   std::shared_ptr<ntk::KernelProduct> get(ntk::Backend& backend,
                                           const std::shared_ptr<const ntk::Model>& model);
+  // Drops idle products (held by no call), least recently used first, until about `missing` bytes of
+  // device memory are given back; returns that estimate (the training inputs and coefficients each holds).
+  std::uint64_t reclaim(std::uint64_t missing);
   std::size_t size() const;
 
  private:
@@ -29,6 +32,7 @@ class ProductCache {
     const ntk::Model* model;
     std::weak_ptr<const ntk::Model> alive;
     std::shared_ptr<ntk::KernelProduct> product;
+    std::uint64_t bytes;  // estimated
     std::uint64_t used;
   };
   std::size_t per_backend_;

@@ -76,6 +76,7 @@ std::optional<std::string> metadata(grpc::ServerContext* context, const char* ke
 
 BackendPool::BackendPool(const std::string& name, const ntk::BackendOptions& options, int slots) {
   for (int i = 0; i < slots; ++i) free_.push_back(ntk::make_backend(name, options));
+  any_ = free_.front().get();
   name_ = free_.front()->name();
   description_ = free_.front()->description();
 }
@@ -105,10 +106,11 @@ BackendPool::Lease BackendPool::acquire(const std::function<void()>& check_alive
 }
 
 namespace {
-ntk::BackendOptions backend_options(const ServerOptions& o) {
+ntk::BackendOptions backend_options(const ServerOptions& o, ntk::MemoryReclaimer reclaimer) {
   ntk::BackendOptions b;
   b.threads = o.threads;
   b.device_memory_budget = o.memory_budget_bytes;
+  b.reclaim_device_memory = std::move(reclaimer);
   return b;
 }
 }  // namespace
@@ -116,7 +118,10 @@ ntk::BackendOptions backend_options(const ServerOptions& o) {
 Runtime::Runtime(const ServerOptions& o)
     : options(o),
       tokens(o.token_file.empty() ? TokenStore() : TokenStore::from_file(o.token_file)),
-      backends(o.backend, backend_options(o), o.workers + o.predict_slots),
+      // The reclaimer only runs inside an allocation, after construction.
+      backends(o.backend,
+               backend_options(o, [this](std::uint64_t missing) { return reclaim_device_memory(missing); }),
+               o.workers + o.predict_slots),
       budget(o.memory_budget_bytes ? o.memory_budget_bytes : default_host_budget()),
       store(o.data_dir, budget, o.evict_idle_datasets),
       metrics(o.metrics) {
@@ -135,6 +140,16 @@ void Runtime::refresh_gauges() {
                     static_cast<double>(budget.peak()), static_cast<double>(uncertainty_contexts.bytes()),
                     static_cast<double>(store.dataset_count()), static_cast<double>(store.model_count()),
                     jobs ? jobs->queued() : 0, jobs ? jobs->running() : 0);
+  metrics.set_device_memory(backends.device_memory());
+}
+
+std::uint64_t Runtime::reclaim_device_memory(std::uint64_t missing) {
+  std::uint64_t freed = products.reclaim(missing);
+  if (freed < missing) freed += uncertainty_contexts.reclaim(missing - freed);
+  metrics.record_device_reclaim(freed);
+  ntk::log_info("device memory short by " + std::to_string(missing) + " bytes: idle cached work gave back " +
+                std::to_string(freed) + " bytes");
+  return freed;
 }
 
 std::string Runtime::new_model_id() {

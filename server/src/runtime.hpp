@@ -46,14 +46,16 @@ class BackendPool {
   Lease acquire(const std::function<void()>& check_alive);
   const std::string& name() const { return name_; }
   const std::string& description() const { return description_; }
-  std::size_t device_memory() const { return device_memory_; }
+  // The device pool's accounting, shared by the instances (all zero on the CPU backend); safe while
+  // instances are leased.
+  ntk::DeviceMemoryStats device_memory() const { return any_->device_memory(); }
 
  private:
   std::mutex mutex_;
   std::condition_variable returned_;
   std::vector<std::unique_ptr<ntk::Backend>> free_;
   std::string name_, description_;
-  std::size_t device_memory_ = 0;
+  const ntk::Backend* any_ = nullptr;  // one of the instances, which live as long as the pool
 };
 
 struct Runtime {
@@ -72,6 +74,9 @@ struct Runtime {
 
   void refresh_gauges();
   std::string new_model_id();
+  // A device backend's pool is short of `missing` bytes: idle kernel products (cheap to remake), then
+  // idle uncertainty contexts (seconds to recompute) give their device memory back.
+  std::uint64_t reclaim_device_memory(std::uint64_t missing);
 };
 
 // One RPC: authentication, a request id, cancellation checks, and on the way out the status

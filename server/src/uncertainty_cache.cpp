@@ -1,5 +1,7 @@
 #include "uncertainty_cache.hpp"
 
+#include "cache_entries.hpp"
+
 #include <algorithm>
 #include <optional>
 
@@ -81,23 +83,11 @@ std::shared_ptr<ntk::UncertaintyContext> UncertaintyCache::get(ntk::Backend& bac
 }
 
 std::uint64_t UncertaintyCache::reclaim(std::uint64_t missing) {
-  std::vector<Entry> dropped;
-  std::uint64_t freed = 0;
-  {
-    std::lock_guard lock(mutex_);
-    std::sort(entries_.begin(), entries_.end(),
-              [](const Entry& a, const Entry& b) { return a.used < b.used; });
-    for (auto it = entries_.begin(); it != entries_.end() && freed < missing;) {
-      if (it->context.use_count() == 1) {  // no call holds it
-        freed += it->memory.bytes();
-        dropped.push_back(std::move(*it));
-        it = entries_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  return freed;  // `dropped` gives the bytes back as it goes out of scope, outside the lock
+  std::vector<Entry> dropped;  // gives the bytes back as it goes out of scope, after the lock
+  std::lock_guard lock(mutex_);
+  return take_idle_entries(
+      entries_, missing, [](const Entry& e) { return e.context.use_count() == 1; },
+      [](const Entry& e) { return e.memory.bytes(); }, dropped);
 }
 
 void UncertaintyCache::drop_expired() {

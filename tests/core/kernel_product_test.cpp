@@ -28,7 +28,7 @@ Matrix<double> random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t
 
 class KernelProductTest : public ::testing::Test {
  protected:
-  ntk::CpuBackend cpu_{ntk::BackendOptions{2, 0}};
+  ntk::CpuBackend cpu_{ntk::testing::with_threads(2)};
 };
 
 TEST_F(KernelProductTest, ResidentKernelIsTheKernelWithItsDiagonalAndNorm) {

@@ -47,7 +47,7 @@ double max_error(const Matrix<double>& got, const Matrix<double>& want) {
 }
 
 TEST(ResidentMatrix, CpuProductsMatchTheReference) {
-  ntk::CpuBackend cpu(ntk::BackendOptions{2, 0});
+  ntk::CpuBackend cpu(ntk::testing::with_threads(2));
   for (std::int64_t n : {1, 5, 67, 300}) {
     const Matrix<double> big = random_matrix(n + 3, n + 9, 10 + std::uint64_t(n));
     const ntk::ConstMatrixView<double> a = big.view().block(2, 5, n, n);  // strided
@@ -76,7 +76,7 @@ TEST(ResidentMatrix, CpuProductsMatchTheReference) {
 // requests: products from several threads at once (thin float64 and float32, which share the workers and
 // scratch buffers, and wide ones) must each give the single-threaded result, bit for bit.
 TEST(ResidentMatrix, ConcurrentProductsGiveTheSingleThreadedResults) {
-  ntk::CpuBackend cpu(ntk::BackendOptions{2, 0});
+  ntk::CpuBackend cpu(ntk::testing::with_threads(2));
   const std::int64_t n = 700;
   const Matrix<double> a = random_matrix(n, n, 61);
   const auto resident = cpu.make_resident(a.view(), "a");
@@ -141,7 +141,7 @@ Matrix<double> absolute_products(ntk::ConstMatrixView<double> a, ntk::ConstMatri
 }
 
 TEST(ResidentMatrix, Float32ProductsAreWithinFloat32Rounding) {
-  ntk::CpuBackend cpu(ntk::BackendOptions{2, 0});
+  ntk::CpuBackend cpu(ntk::testing::with_threads(2));
   for (std::int64_t n : {1, 5, 67, 300, 1031}) {
     const Matrix<double> big = random_matrix(n + 3, n + 9, 40 + std::uint64_t(n));
     const ntk::ConstMatrixView<double> a = big.view().block(2, 5, n, n);

@@ -7,10 +7,18 @@
 #include <random>
 #include <vector>
 
+#include "ntk/backend.hpp"
 #include "ntk/kernel_spec.hpp"
 #include "ntk/matrix.hpp"
 
 namespace ntk::testing {
+
+// CPU backend options with `threads` worker threads and the rest defaulted.
+inline BackendOptions with_threads(int threads) {
+  BackendOptions options;
+  options.threads = threads;
+  return options;
+}
 
 inline Matrix<double> random_inputs(std::int64_t n, std::int64_t d, std::uint64_t seed) {
   Matrix<double> x(n, d);

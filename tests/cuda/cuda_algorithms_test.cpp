@@ -35,7 +35,7 @@ class CudaAlgorithmsTest : public ::testing::Test {
     if (ntk::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << ntk::cuda::unavailable_reason();
     gpu_ = ntk::cuda::make_cuda_backend(0, {});
   }
-  std::unique_ptr<ntk::cuda::CudaBackend> gpu_;
+  std::unique_ptr<ntk::Backend> gpu_;
   ntk::CpuBackend cpu_;
 };
 
@@ -44,10 +44,10 @@ TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
   const Matrix<double> a = random_inputs(n, n, 1);
   const Matrix<double> v_full = random_inputs(n, 12, 2);
   const ntk::ConstMatrixView<double> v = v_full.view().block(0, 1, n, 7);  // strided operand
-  const std::size_t before = gpu_->memory().in_use;
+  const std::size_t before = gpu_->device_memory().in_use;
   {
     auto resident = gpu_->make_resident(a.view(), "test matrix");
-    EXPECT_GE(gpu_->memory().in_use, before + std::size_t(n * n) * sizeof(double));
+    EXPECT_GE(gpu_->device_memory().in_use, before + std::size_t(n * n) * sizeof(double));
     for (double beta : {0.0, 0.5}) {
       Matrix<double> out_gpu = random_inputs(n, 7, 3), out_cpu = out_gpu;
       if (beta == 0)
@@ -59,7 +59,7 @@ TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
     Matrix<double> wrong(n - 1, 7);
     EXPECT_THROW(resident->multiply(1.0, v, 0.0, wrong.view()), ntk::InvalidArgument);
   }
-  EXPECT_EQ(gpu_->memory().in_use, before);
+  EXPECT_EQ(gpu_->device_memory().in_use, before);
 }
 
 TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
@@ -96,7 +96,7 @@ TEST_F(CudaAlgorithmsTest, NewtonSystemSolveMatchesCpu) {
     const auto t = ntk::testing::make_newton_system_case(cpu_, n, c, rank, 4.0, 41 + rank);
     const Matrix<double> dense = t.dense_solution(cpu_);
     const auto cpu_theta = cpu_.make_resident(t.theta.view(), "theta");
-    const std::size_t before = gpu_->memory().in_use;
+    const std::size_t before = gpu_->device_memory().in_use;
     {
       const auto gpu_theta = gpu_->make_resident(t.theta.view(), "theta");
       for (const bool float32 : {false, true}) {
@@ -120,7 +120,7 @@ TEST_F(CudaAlgorithmsTest, NewtonSystemSolveMatchesCpu) {
       EXPECT_THROW(gpu_theta->solve_newton_system(*gpu_, t.system(), t.rhs.view(), wrong.view(), 1e-8, 10),
                    ntk::InvalidArgument);
     }
-    EXPECT_EQ(gpu_->memory().in_use, before) << "rank " << rank;
+    EXPECT_EQ(gpu_->device_memory().in_use, before) << "rank " << rank;
   }
 }
 
@@ -132,7 +132,7 @@ TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel)
   for (std::int64_t i = 0; i < n; ++i) identity(i, i) = 1;
   ntk::AssemblyOptions small_tiles;
   small_tiles.tile_rows = small_tiles.tile_cols = 128;
-  const std::size_t before = gpu_->memory().in_use;
+  const std::size_t before = gpu_->device_memory().in_use;
   for (bool float32 : {false, true}) {
     Matrix<double> want(n, n);
     std::unique_ptr<ntk::ResidentMatrix> resident;
@@ -146,7 +146,7 @@ TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel)
       cpu_.kernel(relu3(), x.view(), nullptr, {{}, want.view()}, {});
       resident = gpu_->resident_kernel(relu3(), x.view(), small_tiles, "Theta");
     }
-    EXPECT_GE(gpu_->memory().in_use, before + std::size_t(n * n) * sizeof(double));
+    EXPECT_GE(gpu_->device_memory().in_use, before + std::size_t(n * n) * sizeof(double));
     Matrix<double> got(n, n, std::nan(""));
     resident->multiply(1.0, identity.view(), 0.0, got.view());  // every column of Theta
     double scale = 0;
@@ -165,7 +165,7 @@ TEST_F(CudaAlgorithmsTest, ResidentKernelIsAssembledOnTheDeviceLikeTheCpuKernel)
     }
     EXPECT_NEAR(resident->max_abs_row_sum(), norm, 1e-12 * norm);
   }
-  EXPECT_EQ(gpu_->memory().in_use, before);
+  EXPECT_EQ(gpu_->device_memory().in_use, before);
 }
 
 TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
@@ -192,7 +192,7 @@ TEST_F(CudaAlgorithmsTest, KernelProductMatchesCpuAcrossTiles) {
     Matrix<double> wrong(600, 6);
     EXPECT_THROW(on_gpu->apply(x.view(), 0.0, wrong.view()), ntk::InvalidArgument);
   }
-  EXPECT_EQ(gpu->memory().in_use, 0u);
+  EXPECT_EQ(gpu->device_memory().in_use, 0u);
 }
 
 TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
@@ -206,7 +206,7 @@ TEST_F(CudaAlgorithmsTest, OverBudgetResidentIsResourceExhausted) {
   } catch (const ntk::ResourceExhausted& e) {
     EXPECT_NE(std::string(e.what()).find("training kernel Theta"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(small->memory().in_use, 0u);
+  EXPECT_EQ(small->device_memory().in_use, 0u);
 }
 
 TEST_F(CudaAlgorithmsTest, FitsMatchCpu) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ntk/backend.hpp"
@@ -20,7 +21,7 @@ class CudaBackendTest : public ::testing::Test {
     if (ntk::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << ntk::cuda::unavailable_reason();
     gpu_ = ntk::cuda::make_cuda_backend(0, {});
   }
-  std::unique_ptr<ntk::cuda::CudaBackend> gpu_;
+  std::unique_ptr<ntk::Backend> gpu_;
   ntk::CpuBackend cpu_;
 };
 
@@ -153,7 +154,7 @@ TEST_F(CudaBackendTest, MemoryAccountingReturnsToZero) {
   const auto x = random_matrix<float>(500, 20, 2);
   ntk::Matrix<float> k(500, 500);
   gpu_->kernel(spec, x.view(), nullptr, {{}, k.view()}, {});
-  const auto stats = gpu_->memory();
+  const auto stats = gpu_->device_memory();
   EXPECT_EQ(stats.in_use, 0u);
   EXPECT_GT(stats.peak, 0u);
 }
@@ -168,9 +169,9 @@ TEST_F(CudaBackendTest, InstancesWithOneBudgetShareTheirPool) {
   auto other = ntk::cuda::make_cuda_backend(0, options);
   const auto a = random_matrix<double>(1024, 1024, 9);  // 8 MiB resident
   const auto resident = first->make_resident(a.view(), "shared test matrix");
-  EXPECT_GE(second->memory().in_use, std::size_t(8) << 20);
-  EXPECT_EQ(second->memory().in_use, first->memory().in_use);
-  EXPECT_EQ(other->memory().in_use, 0u);
+  EXPECT_GE(second->device_memory().in_use, std::size_t(8) << 20);
+  EXPECT_EQ(second->device_memory().in_use, first->device_memory().in_use);
+  EXPECT_EQ(other->device_memory().in_use, 0u);
   // Eight more such matrices do not fit in the shared 64 MiB beside the first one.
   std::vector<std::unique_ptr<ntk::ResidentMatrix>> more;
   EXPECT_THROW(
@@ -179,7 +180,46 @@ TEST_F(CudaBackendTest, InstancesWithOneBudgetShareTheirPool) {
       },
       ntk::ResourceExhausted);
   more.clear();
-  EXPECT_EQ(second->memory().in_use, first->memory().in_use);
+  EXPECT_EQ(second->device_memory().in_use, first->device_memory().in_use);
+}
+
+// A pool short of room asks the backend's reclaimer (the server's idle cached work) before it refuses;
+// the pool's logic itself is core's CachingPool tests.
+TEST_F(CudaBackendTest, AShortPoolAsksTheReclaimerBeforeRefusing) {
+  std::vector<std::unique_ptr<ntk::ResidentMatrix>> idle;
+  std::vector<std::uint64_t> asked;
+  ntk::BackendOptions options;
+  options.device_memory_budget = std::size_t(20) << 20;  // a budget no other test uses: a pool of its own
+  options.reclaim_device_memory = [&](std::uint64_t missing) -> std::uint64_t {
+    asked.push_back(missing);
+    if (idle.empty()) return 0;
+    idle.erase(idle.begin());
+    return std::uint64_t(8) << 20;
+  };
+  auto gpu = ntk::cuda::make_cuda_backend(0, options);
+  const auto a = random_matrix<double>(1024, 1024, 9);  // 8 MiB resident
+  idle.push_back(gpu->make_resident(a.view(), "idle matrix"));
+  idle.push_back(gpu->make_resident(a.view(), "idle matrix"));
+  const auto needed = gpu->make_resident(a.view(), "matrix that needs room");  // 24 MiB > 20
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0], std::uint64_t(4) << 20);
+  EXPECT_EQ(idle.size(), 1u);
+  EXPECT_EQ(gpu->device_memory().in_use, std::size_t(16) << 20);
+  const auto v = random_matrix<double>(1024, 3, 10);
+  ntk::Matrix<double> got(1024, 3, std::nan("")), want(1024, 3);
+  needed->multiply(1.0, v.view(), 0.0, got.view());
+  cpu_.gemm(false, false, 1.0, a.view(), v.view(), 0.0, want.view());
+  EXPECT_LE(max_relative_difference(got, want), 1e-13);
+  // Nothing idle left after the last one goes: refused, naming what.
+  const auto big = random_matrix<double>(1400, 1400, 11);  // 15 MiB
+  try {
+    (void)gpu->make_resident(big.view(), "the big matrix");
+    ADD_FAILURE() << "not refused";
+  } catch (const ntk::ResourceExhausted& e) {
+    EXPECT_NE(std::string(e.what()).find("the big matrix"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(idle.empty());
+  EXPECT_EQ(gpu->device_memory().in_use, std::size_t(8) << 20);
 }
 
 TEST_F(CudaBackendTest, OverBudgetIsResourceExhausted) {

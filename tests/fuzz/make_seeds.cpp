@@ -49,7 +49,9 @@ void points(int n, int classes, ntk::Matrix<double>& x, std::vector<std::int64_t
 }
 
 void model_seeds(const fs::path& dir) {
-  ntk::CpuBackend backend(ntk::BackendOptions{1, 0});
+  ntk::BackendOptions options;
+  options.threads = 1;
+  ntk::CpuBackend backend(options);
   ntk::Matrix<double> x;
   std::vector<std::int64_t> labels;
 

@@ -17,6 +17,7 @@
 #include "ntk/uncertainty.hpp"
 #include "options.hpp"
 #include "product_cache.hpp"
+#include "runtime.hpp"
 #include "server/server_process.hpp"
 #include "status.hpp"
 #include "uncertainty_cache.hpp"
@@ -295,4 +296,38 @@ TEST(UncertaintyCache, SharedAcrossCallsReservedAndGivenBackWhenIdle) {
   exact.mode = ntk::UncertaintyMode::exact;
   EXPECT_THROW(cache.get(cpu, other, exact), ntk::InvalidArgument);
   EXPECT_EQ(budget.in_use(), lin_bytes);
+}
+
+TEST(DeviceReclaim, IdleProductsThenIdleContextsGiveBackTheirMemoryHeldOnesStay) {
+  // What a CUDA backend's pool calls when an allocation does not fit (the CPU backend never does; the
+  // pool's side is core's CachingPool tests).
+  ServerOptions o;
+  o.backend = "cpu";
+  o.metrics = "";  // no endpoint
+  o.data_dir = ::testing::TempDir() + "reclaim-" + std::to_string(::getpid());
+  ntkserver::Runtime rt(o);
+  ntk::CpuBackend cpu;
+  auto m1 = tiny_model(cpu, 6), m2 = tiny_model(cpu, 7);
+  const auto held_product = rt.products.get(cpu, m1);
+  (void)rt.products.get(cpu, m2);  // idle
+  ntk::UncertaintyOptions lin;
+  lin.mode = ntk::UncertaintyMode::linearized;
+  const auto held_context = rt.uncertainty_contexts.get(cpu, m1, lin);
+  (void)rt.uncertainty_contexts.get(cpu, m2, lin);  // idle
+  const std::uint64_t context_bytes = ntkserver::uncertainty_context_bytes(30, 3, lin);
+  ASSERT_EQ(rt.budget.in_use(), 2 * context_bytes);
+
+  // A little: the idle product is enough (cheaper to remake than a context).
+  const std::uint64_t product_bytes = 30 * (4 + 3) * sizeof(double);
+  EXPECT_EQ(rt.reclaim_device_memory(1), product_bytes);
+  EXPECT_EQ(rt.products.size(), 1u);
+  EXPECT_EQ(rt.uncertainty_contexts.size(), 2u);
+  // More: the idle context goes too, and its reservation with it; what calls hold stays.
+  EXPECT_EQ(rt.reclaim_device_memory(std::uint64_t(1) << 40), context_bytes);
+  EXPECT_EQ(rt.uncertainty_contexts.size(), 1u);
+  EXPECT_EQ(rt.budget.in_use(), context_bytes);
+  EXPECT_EQ(rt.reclaim_device_memory(std::uint64_t(1) << 40), 0u);  // nothing idle: the pool refuses
+  EXPECT_EQ(rt.products.get(cpu, m1), held_product);
+  EXPECT_EQ(rt.uncertainty_contexts.get(cpu, m1, lin), held_context);
+  std::filesystem::remove_all(o.data_dir);
 }

@@ -292,6 +292,18 @@ TEST(Streaming, EightConcurrentClientsMixingAllCallsSeeOnlyExpectedErrorsAndNoLe
   EXPECT_NE(metrics.find("ntkserve_requests_total{code=\"OK\",method=\"Predict\"}"), std::string::npos);
   EXPECT_NE(metrics.find("ntkserve_request_duration_seconds_bucket"), std::string::npos);
   EXPECT_NE(metrics.find("ntkserve_fit_newton_steps_count"), std::string::npos);
+  // The device pool's gauges are there: 0 on the CPU backend (no device pool); on a GPU ("auto" picks
+  // it) nothing the clients made is left on the device either.
+  const double device_budget = ntktest::metric_value(metrics, "ntkserve_device_memory_budget_bytes");
+  const double device_peak = ntktest::metric_value(metrics, "ntkserve_device_memory_peak_bytes");
+  EXPECT_GE(device_budget, 0.0);
+  EXPECT_GE(ntktest::metric_value(metrics, "ntkserve_device_reclaims_total"), 0.0);
+  if (device_budget == 0.0) {
+    EXPECT_EQ(device_peak, 0.0);
+    EXPECT_EQ(ntktest::metric_value(metrics, "ntkserve_device_memory_in_use_bytes"), 0.0);
+  } else {
+    EXPECT_LE(device_peak, device_budget);
+  }
 }
 
 TEST(Streaming, SigtermDrainsInFlightCallsThenStops) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ntk/caching_pool.hpp"
 #include "ntk/kernel_assembly.hpp"
 
 namespace ntk {
@@ -83,6 +84,17 @@ class KernelProduct {
   std::int64_t n_;
 };
 
+// A device backend's memory: its pool's accounting (shared by the backend instances on the device with
+// one budget) and the device's own view. All zero for the CPU backend, whose memory is the host's.
+struct DeviceMemoryStats {
+  std::size_t budget = 0;  // bytes the pool may hold
+  std::size_t in_use = 0;  // bytes of live allocations
+  std::size_t cached = 0;  // freed bytes kept for reuse (in_use + cached <= budget)
+  std::size_t peak = 0;    // high-water mark of in_use
+  std::size_t device_total = 0;
+  std::size_t device_free = 0;  // as the driver sees it (other processes included)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -90,6 +102,7 @@ class Backend {
   virtual std::string name() const = 0;
   // What runs underneath (BLAS and kernel ISA, device name and memory), for logs and health output.
   virtual std::string description() const = 0;
+  virtual DeviceMemoryStats device_memory() const { return {}; }
 
   virtual void kernel(const KernelSpec& spec, ConstMatrixView<float> x1, const ConstMatrixView<float>* x2,
                       KernelOutputs<float> out, const AssemblyOptions& options) = 0;
@@ -167,6 +180,10 @@ void scale_by_beta(double beta, MatrixView<double> c, bool lower_triangle_only);
 struct BackendOptions {
   int threads = 0;                       // CPU worker threads; 0 = all hardware threads
   std::size_t device_memory_budget = 0;  // bytes a CUDA backend may hold; 0 = 90% of the device's memory
+  // Asked for room when a device backend's memory pool cannot satisfy an allocation (see
+  // MemoryReclaimer): the server gives back idle cached uncertainty contexts and kernel products. The
+  // CPU backend does not call it (host memory is the caller's budget).
+  MemoryReclaimer reclaim_device_memory;
 };
 
 // "cpu", "cuda" / "cuda:N", or "auto" (the first usable CUDA device, else the CPU). Logs the choice and

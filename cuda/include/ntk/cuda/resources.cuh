@@ -11,60 +11,31 @@
 #include <mutex>
 #include <string>
 
+#include "ntk/caching_pool.hpp"
 #include "ntk/cuda/cuda_backend.hpp"
 
 namespace ntk::cuda {
 
-class MemoryPool;
+// Device blocks are the core pool's blocks: move-only, returned to the pool on destruction.
+using DeviceBuffer = ntk::PoolBlock;
 
-// Move-only device allocation; returns its bytes to the pool on destruction.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { reset(); }
-
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-  std::size_t bytes() const { return bytes_; }
-  void reset() noexcept;
-
- private:
-  friend class MemoryPool;
-  DeviceBuffer(void* ptr, std::size_t bytes, MemoryPool* pool) : ptr_(ptr), bytes_(bytes), pool_(pool) {}
-  void* ptr_ = nullptr;
-  std::size_t bytes_ = 0;
-  MemoryPool* pool_ = nullptr;
-};
-
-// cudaMalloc (never managed memory) behind a budget with exact accounting. Freed blocks are cached for
-// reuse by later requests of similar size; the cache is released before reporting exhaustion.
-class MemoryPool {
+// cudaMalloc (never managed memory) behind ntk::CachingPool: a budget with exact accounting, freed blocks
+// cached for reuse, and reclaimers asked for room (the cache is released first) before reporting
+// exhaustion.
+class MemoryPool final : public ntk::CachingPool {
  public:
   MemoryPool(int device, std::size_t budget);
-  ~MemoryPool();
-  MemoryPool(const MemoryPool&) = delete;
-  MemoryPool& operator=(const MemoryPool&) = delete;
+  ~MemoryPool() override;
 
-  // Throws ResourceExhausted naming `what`, the bytes needed and the bytes available.
-  DeviceBuffer allocate(std::size_t bytes, const char* what);
-  MemoryStats stats() const;
+  DeviceMemoryStats stats() const;
 
  private:
-  friend class DeviceBuffer;
-  void release(void* ptr, std::size_t bytes) noexcept;
-  void drop_cache_locked() noexcept;
+  void* raw_allocate(std::size_t bytes) override;
+  void raw_free(void* ptr) noexcept override;
+  void before_unwinding_release() noexcept override;
+  std::string raw_exhaustion_detail() override;
 
   int device_;
-  std::size_t budget_;
-  mutable std::mutex mutex_;
-  std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
-  std::multimap<std::size_t, void*> cache_;
 };
 
 // The pool of `device` with `budget`, shared by every DeviceResources (backend instance) on that device
@@ -75,7 +46,8 @@ std::shared_ptr<MemoryPool> shared_memory_pool(int device, std::size_t budget);
 
 class DeviceResources {
  public:
-  DeviceResources(int device, std::size_t memory_budget);
+  // `reclaimer` (may be empty) stays registered with the device's shared pool while this object lives.
+  DeviceResources(int device, std::size_t memory_budget, ntk::MemoryReclaimer reclaimer = {});
   ~DeviceResources();
   DeviceResources(const DeviceResources&) = delete;
   DeviceResources& operator=(const DeviceResources&) = delete;
@@ -99,6 +71,7 @@ class DeviceResources {
   cusolverDnHandle_t cusolver_ = nullptr;
   curandGenerator_t curand_ = nullptr;
   std::shared_ptr<MemoryPool> pool_;
+  ntk::CachingPool::Registration reclaimer_;  // after pool_: unregistered before the pool can go
 };
 
 }  // namespace ntk::cuda

@@ -1,0 +1,163 @@
+#include "ntk/caching_pool.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <sstream>
+#include <utility>
+
+#include "ntk/errors.hpp"
+#include "ntk/logging.hpp"
+
+namespace ntk {
+
+PoolBlock& PoolBlock::operator=(PoolBlock&& other) noexcept {
+  if (this != &other) {
+    reset();
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    pool_ = std::exchange(other.pool_, nullptr);
+  }
+  return *this;
+}
+
+void PoolBlock::reset() noexcept {
+  if (ptr_ && pool_) pool_->release(ptr_, bytes_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+  pool_ = nullptr;
+}
+
+CachingPool::Registration& CachingPool::Registration::operator=(Registration&& other) noexcept {
+  if (this != &other) {
+    reset();
+    pool_ = std::exchange(other.pool_, nullptr);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+void CachingPool::Registration::reset() noexcept {
+  if (!pool_) return;
+  std::lock_guard lock(pool_->mutex_);
+  std::erase_if(pool_->reclaimers_, [&](const auto& r) { return r.first == id_; });
+  pool_ = nullptr;
+}
+
+CachingPool::CachingPool(std::size_t budget, std::string memory_name)
+    : budget_(budget), memory_name_(std::move(memory_name)) {}
+
+CachingPool::~CachingPool() {
+  if (in_use_ != 0)
+    log_warning(memory_name_ + " pool destroyed with " + std::to_string(in_use_) + " bytes in use");
+}
+
+void CachingPool::drop_cache() noexcept {
+  std::lock_guard lock(mutex_);
+  drop_cache_locked();
+}
+
+void CachingPool::drop_cache_locked() noexcept {
+  for (auto& [bytes, ptr] : cache_) raw_free(ptr);
+  cache_.clear();
+  cached_ = 0;
+}
+
+CachingPool::Registration CachingPool::add_reclaimer(MemoryReclaimer reclaimer) {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t id = next_reclaimer_id_++;
+  reclaimers_.emplace_back(id, std::make_shared<const MemoryReclaimer>(std::move(reclaimer)));
+  return Registration(this, id);
+}
+
+std::uint64_t CachingPool::reclaim(std::uint64_t missing) {
+  std::vector<std::shared_ptr<const MemoryReclaimer>> reclaimers;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& r : reclaimers_) reclaimers.push_back(r.second);
+  }
+  std::uint64_t freed = 0;
+  for (const auto& r : reclaimers) {
+    if (freed >= missing) break;
+    freed += (*r)(missing - freed);
+  }
+  return freed;
+}
+
+PoolBlock CachingPool::allocate(std::size_t bytes, const char* what) {
+  if (bytes == 0) return {};
+  // 256-byte granularity keeps every block aligned for vector loads and makes cache hits likelier.
+  bytes = (bytes + 255) / 256 * 256;
+  // A reclaimer that keeps reporting room it does not make must not hold the caller forever.
+  constexpr int max_reclaim_rounds = 64;
+  for (int round = 0;; ++round) {
+    std::string why;
+    std::uint64_t missing = 0;
+    std::size_t available = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto hit = cache_.lower_bound(bytes);
+      if (hit != cache_.end() && hit->first <= bytes + bytes / 4) {
+        const std::size_t size = hit->first;
+        void* ptr = hit->second;
+        cache_.erase(hit);
+        cached_ -= size;
+        in_use_ += size;
+        peak_ = std::max(peak_, in_use_);
+        return PoolBlock(ptr, size, this);
+      }
+      if (in_use_ + bytes <= budget_) {
+        if (in_use_ + cached_ + bytes > budget_) drop_cache_locked();
+        void* ptr = raw_allocate(bytes);
+        if (!ptr && cached_ > 0) {  // blocks of other sizes may be what stands in the way
+          drop_cache_locked();
+          ptr = raw_allocate(bytes);
+        }
+        if (ptr) {
+          in_use_ += bytes;
+          peak_ = std::max(peak_, in_use_);
+          return PoolBlock(ptr, bytes, this);
+        }
+        why = "the allocation failed";
+        const std::string detail = raw_exhaustion_detail();
+        if (!detail.empty()) why += "; " + detail;
+        missing = bytes;
+      } else {
+        why = "over budget";
+        missing = in_use_ + bytes - budget_;
+      }
+      available = budget_ - in_use_;
+    }
+    // Outside the lock: the reclaimers release blocks of this pool.
+    if (round == max_reclaim_rounds || reclaim(missing) == 0) {
+      std::ostringstream os;
+      os << memory_name_ << " exhausted for " << what << ": needs " << bytes << " bytes, " << available
+         << " of the " << budget_ << "-byte budget available (" << why << ")";
+      throw ResourceExhausted(os.str());
+    }
+  }
+}
+
+std::size_t CachingPool::room_for(std::size_t wanted) {
+  auto left = [&] {
+    std::lock_guard lock(mutex_);
+    return budget_ - in_use_;
+  };
+  std::size_t available = left();
+  if (available < wanted && reclaim(wanted - available) > 0) available = left();
+  return available;
+}
+
+void CachingPool::release(void* ptr, std::size_t bytes) noexcept {
+  if (std::uncaught_exceptions() > 0) before_unwinding_release();
+  std::lock_guard lock(mutex_);
+  in_use_ -= bytes;
+  cache_.emplace(bytes, ptr);
+  cached_ += bytes;
+}
+
+PoolCounters CachingPool::counters() const {
+  std::lock_guard lock(mutex_);
+  return PoolCounters{budget_, in_use_, cached_, peak_};
+}
+
+}  // namespace ntk
