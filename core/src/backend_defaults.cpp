@@ -47,6 +47,10 @@ class OwningResident final : public ResidentMatrix {
                           MatrixView<double> z, double tolerance, int max_iterations) override {
     return inner_->solve_newton_system(backend, system, rhs, z, tolerance, max_iterations);
   }
+  std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend, ConstMatrixView<double> host,
+                                                        double k, const Matrix<double>& p) override {
+    return inner_->laplace_factors(backend, host.empty() ? a_.view() : host, k, p);
+  }
 
  private:
   Matrix<double> a_;  // before inner_, which may refer to it

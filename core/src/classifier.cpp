@@ -186,7 +186,8 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
     opt.max_steps = settings.max_newton_steps;
     opt.max_cg_iterations = settings.max_cg_iterations;
     // Newton-CG only multiplies with Theta: it stays where the backend computes (on a GPU it never reaches
-    // the host). The direct step factors it on the host.
+    // the host). The direct step keeps it on the host too: its Laplace factors are formed from the
+    // resident copy, and from the host's where the device has no room for them.
     Matrix<double> theta;
     std::unique_ptr<ResidentMatrix> resident;
     if (opt.solver == SolverKind::matrix_free)

@@ -7,6 +7,7 @@
 
 #include "newton_preconditioner.hpp"
 #include "ntk/errors.hpp"
+#include "ntk/laplace_math.hpp"
 #include "ntk/logging.hpp"
 #include "ntk/sample_math.hpp"
 
@@ -77,24 +78,25 @@ Matrix<double> direct_step(Backend& be, ResidentMatrix& theta, const FixedPointP
   const Matrix<double> b = correction_rhs(pr, s);
   Matrix<double> t;
   apply_k(theta, pr, b.view(), t);  // K b
-  const LaplaceFactors f = laplace_factors(be, pr.theta, pr.k, s.p);
+  // Formed where Theta lives (on the device for CUDA: only these thin columns cross).
+  const std::unique_ptr<LaplaceFactorization> f = theta.laplace_factors(be, pr.theta, pr.k, s.p);
   // c_c = E_c (K b)_c; a_new = b - c + E R M^-T M^-1 R^T c.
   Matrix<double> cc = t;
   Matrix<double> r_sum(n, 1, 0.0);
   for (std::int64_t k = 0; k < c; ++k) {
     Matrix<double> col(n, 1);
     for (std::int64_t i = 0; i < n; ++i) col(i, 0) = t(i, k);
-    apply_e(be, f, static_cast<std::size_t>(k), col.view());
+    f->apply_e(k, col.view());
     for (std::int64_t i = 0; i < n; ++i) {
       cc(i, k) = col(i, 0);
       r_sum(i, 0) += col(i, 0);
     }
   }
-  apply_m_inverse(be, f, r_sum.view());
+  f->apply_m_inverse(r_sum.view());
   Matrix<double> a_new(n, c);
   for (std::int64_t k = 0; k < c; ++k) {
     Matrix<double> e = r_sum;
-    apply_e(be, f, static_cast<std::size_t>(k), e.view());
+    f->apply_e(k, e.view());
     for (std::int64_t i = 0; i < n; ++i) a_new(i, k) = s.a(i, k) + b(i, k) - cc(i, k) + e(i, 0);
   }
   return a_new;
@@ -177,13 +179,13 @@ LaplaceFactors laplace_factors(Backend& be, ConstMatrixView<double> theta, doubl
     for (std::int64_t i = 0; i < n; ++i) sd[i] = std::sqrt(p(i, j));
     Matrix<double> b(n, n);
     for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t q = 0; q < n; ++q) b(i, q) = (i == q ? 1.0 : 0.0) + sd[i] * k * theta(i, q) * sd[q];
+      for (std::int64_t q = 0; q < n; ++q) b(i, q) = laplace::b_entry(i == q, sd[i], k, theta(i, q), sd[q]);
     // One factorization and one inverse (N^3 flops) rather than L^-1 D^1/2 by a triangular solve and
     // its Gram matrix (3 N^3): E_c = D^1/2 B_c^-1 D^1/2.
     be.spd_inverse(b.view(), "I + D^1/2 K D^1/2");
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t q = 0; q < n; ++q) {
-        b(i, q) *= sd[i] * sd[q];
+        b(i, q) = laplace::e_entry(b(i, q), sd[i], sd[q]);
         f.m(i, q) += b(i, q);
       }
     f.e[static_cast<std::size_t>(j)] = std::move(b);
@@ -199,6 +201,56 @@ void apply_e(Backend& be, const LaplaceFactors& f, std::size_t c, MatrixView<dou
 
 void apply_m_inverse(Backend& be, const LaplaceFactors& f, MatrixView<double> v) {
   be.cholesky_solve(f.m.view(), v);
+}
+
+namespace {
+
+class HostLaplaceFactorization final : public LaplaceFactorization {
+ public:
+  HostLaplaceFactorization(Backend& backend, LaplaceFactors factors)
+      : backend_(backend), factors_(std::move(factors)) {}
+  void apply_e(std::int64_t c, MatrixView<double> v) override {
+    check_laplace_operand(factors_.m.rows(), std::int64_t(factors_.e.size()), c, v);
+    ntk::apply_e(backend_, factors_, static_cast<std::size_t>(c), v);
+  }
+  void apply_m_inverse(MatrixView<double> v) override {
+    check_laplace_operand(factors_.m.rows(), std::int64_t(factors_.e.size()), 0, v);
+    ntk::apply_m_inverse(backend_, factors_, v);
+  }
+
+ private:
+  Backend& backend_;
+  LaplaceFactors factors_;
+};
+
+}  // namespace
+
+void check_laplace_inputs(std::int64_t n, ConstMatrixView<double> host, bool host_needed, double k,
+                          const Matrix<double>& p) {
+  if (p.rows() != n || p.cols() < 1)
+    throw InvalidArgument("Laplace factors: probabilities are " + std::to_string(p.rows()) + " x " +
+                          std::to_string(p.cols()) + ", expected " + std::to_string(n) + " x C (C >= 1)");
+  if ((host_needed || !host.empty()) && (host.rows != n || host.cols != n))
+    throw InvalidArgument("Laplace factors: the host kernel is " + std::to_string(host.rows) + " x " +
+                          std::to_string(host.cols) + ", expected " + std::to_string(n) + " x " +
+                          std::to_string(n));
+  if (!(k > 0) || !std::isfinite(k)) throw InvalidArgument("Laplace factors: k must be positive and finite");
+}
+
+void check_laplace_operand(std::int64_t n, std::int64_t classes, std::int64_t c, ConstMatrixView<double> v) {
+  if (c < 0 || c >= classes)
+    throw InvalidArgument("Laplace factors: E_" + std::to_string(c) + " asked of " + std::to_string(classes) +
+                          " classes");
+  if (v.rows != n)
+    throw InvalidArgument("Laplace factors applied to " + std::to_string(v.rows) + " rows, expected " +
+                          std::to_string(n));
+}
+
+std::unique_ptr<LaplaceFactorization> ResidentMatrix::laplace_factors(Backend& backend,
+                                                                      ConstMatrixView<double> host, double k,
+                                                                      const Matrix<double>& p) {
+  check_laplace_inputs(rows(), host, true, k, p);
+  return std::make_unique<HostLaplaceFactorization>(backend, ntk::laplace_factors(backend, host, k, p));
 }
 
 double fixed_point_residual(Backend& backend, const FixedPointProblem& problem, ConstMatrixView<double> h) {

@@ -61,12 +61,7 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
   download(dc, c, s);
 }
 
-namespace {
-
-// The lower Cholesky factor of the row-major n x n matrix in d, in place on the device (row-major lower
-// is column-major upper: the 64-bit cuSOLVER API's CUBLAS_FILL_MODE_UPPER). Throws NumericalError naming
-// `what` for a matrix that is not positive definite.
-void factor_on_device(DeviceResources& r, DeviceBuffer& d, std::int64_t n, const char* what, cudaStream_t s) {
+void factor_on_device(DeviceResources& r, double* d, std::int64_t n, const char* what, cudaStream_t s) {
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
   cusolverDnParams_t params = nullptr;
@@ -76,13 +71,13 @@ void factor_on_device(DeviceResources& r, DeviceBuffer& d, std::int64_t n, const
     ~ParamsGuard() { cusolverDnDestroyParams(p); }
   } guard{params};
   std::size_t device_bytes = 0, host_bytes = 0;
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F,
-                                                 d.as<double>(), n, CUDA_R_64F, &device_bytes, &host_bytes));
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n,
+                                                 CUDA_R_64F, &device_bytes, &host_bytes));
   DeviceBuffer work = r.pool().allocate(std::max<std::size_t>(device_bytes, 1), "Cholesky workspace");
   DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky info");
   std::vector<char> host_work(std::max<std::size_t>(host_bytes, 1));
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d.as<double>(), n,
-                                      CUDA_R_64F, work.as<void>(), device_bytes, host_work.data(), host_bytes,
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n, CUDA_R_64F,
+                                      work.as<void>(), device_bytes, host_work.data(), host_bytes,
                                       info.as<int>()));
   int host_info = 0;
   NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
@@ -94,16 +89,36 @@ void factor_on_device(DeviceResources& r, DeviceBuffer& d, std::int64_t n, const
     throw InternalError("cusolverDnXpotrf argument " + std::to_string(-host_info) + " invalid");
 }
 
-}  // namespace
-
 void cholesky(DeviceResources& r, MatrixView<double> a, const char* what) {
   check_square(a, what);
   if (a.rows == 0) return;
   r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer d = upload(r, a, "Cholesky factor", s);
-  factor_on_device(r, d, a.rows, what, s);
+  factor_on_device(r, d.as<double>(), a.rows, what, s);
   download(d, a, s);
+}
+
+void invert_factored_on_device(DeviceResources& r, double* d, std::int64_t n, const char* what,
+                               cudaStream_t s) {
+  if (n > std::numeric_limits<int>::max())
+    throw InvalidArgument(std::string(what) + ": " + std::to_string(n) + " rows is beyond cuSOLVER's potri");
+  cusolverDnHandle_t h = r.cusolver();
+  NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  // potri has no 64-bit-API form; n fits in int (checked above).
+  int work_elems = 0;
+  NTK_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(h, CUBLAS_FILL_MODE_UPPER, int(n), d, int(n), &work_elems));
+  DeviceBuffer work =
+      r.pool().allocate(std::size_t(std::max(work_elems, 1)) * sizeof(double), "inverse workspace");
+  DeviceBuffer info = r.pool().allocate(sizeof(int), "inverse info");
+  NTK_CUSOLVER_CHECK(cusolverDnDpotri(h, CUBLAS_FILL_MODE_UPPER, int(n), d, int(n), work.as<double>(),
+                                      work_elems, info.as<int>()));
+  int host_info = 0;
+  NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (host_info != 0)
+    throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(host_info) +
+                         ")");
 }
 
 // Factor and inverse in one upload: the factor never returns to the host in between.
@@ -116,24 +131,9 @@ void spd_inverse(DeviceResources& r, MatrixView<double> a, const char* what) {
   r.activate();
   cudaStream_t s = r.stream(0);
   DeviceBuffer d = upload(r, a, "inverse", s);
-  factor_on_device(r, d, n, what, s);
-  cusolverDnHandle_t h = r.cusolver();
-  NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
-  // potri has no 64-bit-API form; n fits in int (checked above).
-  int work_elems = 0;
-  NTK_CUSOLVER_CHECK(
-      cusolverDnDpotri_bufferSize(h, CUBLAS_FILL_MODE_UPPER, int(n), d.as<double>(), int(n), &work_elems));
-  DeviceBuffer work =
-      r.pool().allocate(std::size_t(std::max(work_elems, 1)) * sizeof(double), "inverse workspace");
-  DeviceBuffer info = r.pool().allocate(sizeof(int), "inverse info");
-  NTK_CUSOLVER_CHECK(cusolverDnDpotri(h, CUBLAS_FILL_MODE_UPPER, int(n), d.as<double>(), int(n),
-                                      work.as<double>(), work_elems, info.as<int>()));
-  int host_info = 0;
-  NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  factor_on_device(r, d.as<double>(), n, what, s);
+  invert_factored_on_device(r, d.as<double>(), n, what, s);
   download(d, a, s);
-  if (host_info != 0)
-    throw NumericalError(std::string(what) + ": inverse failed (potri info " + std::to_string(host_info) +
-                         ")");
   detail::mirror_lower_to_upper(a.data, n, a.ld);
 }
 
@@ -157,31 +157,23 @@ void triangular_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<
   download(db, b, s);
 }
 
-// cusolverDnXpotrs on the factor as cholesky() leaves it (row-major lower = column-major upper, A = U^T U).
-// potrs wants B column-major (N x m); b is row-major, so it is transposed on the way in and out (DGEAM)
-// unless it is a single column, whose memory is the same either way.
-void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b) {
-  if (l.rows != l.cols || b.rows != l.rows)
-    throw InvalidArgument("Cholesky solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
-                          shape(b.rows, b.cols));
-  const std::int64_t n = b.rows, m = b.cols;
-  if (n == 0 || m == 0) return;
-  r.activate();
-  cudaStream_t s = r.stream(0);
-  DeviceBuffer dl = upload(r, l, "Cholesky factor", s),
-               db = upload(r, b, "Cholesky solve right-hand side", s);
+// cusolverDnXpotrs on the factor as factor_on_device() leaves it (row-major lower = column-major upper,
+// A = U^T U). potrs wants B column-major (N x m); rhs is row-major, so it is transposed on the way in and
+// out (DGEAM) unless it is a single column, whose memory is the same either way.
+void cholesky_solve_on_device(DeviceResources& r, const double* factor, std::int64_t n, double* rhs,
+                              std::int64_t m, cudaStream_t s) {
   cublasHandle_t blas = r.cublas();
   NTK_CUBLAS_CHECK(cublasSetStream(blas, s));
   const double one = 1, zero = 0;
   DeviceBuffer column_major;
-  double* rhs = db.as<double>();
+  double* b = rhs;
   if (m > 1) {
     // Column-major (m x n, ld m) transposed into column-major n x m (ld n).
     column_major = r.pool().allocate(std::size_t(n * m) * sizeof(double), "Cholesky solve right-hand side");
     // beta = 0: B is not read; passing C itself (same ld, no transpose) is cuBLAS's in-place form.
-    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, &one, db.as<double>(), m, &zero,
+    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, &one, rhs, m, &zero,
                                     column_major.as<double>(), n, column_major.as<double>(), n));
-    rhs = column_major.as<double>();
+    b = column_major.as<double>();
   }
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
@@ -192,16 +184,29 @@ void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<do
     ~ParamsGuard() { cusolverDnDestroyParams(p); }
   } guard{params};
   DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky solve info");
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrs(h, params, CUBLAS_FILL_MODE_UPPER, n, m, CUDA_R_64F, dl.as<double>(), n,
-                                      CUDA_R_64F, rhs, n, info.as<int>()));
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrs(h, params, CUBLAS_FILL_MODE_UPPER, n, m, CUDA_R_64F, factor, n,
+                                      CUDA_R_64F, b, n, info.as<int>()));
   if (m > 1)
-    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, &one, rhs, n, &zero,
-                                    db.as<double>(), m, db.as<double>(), m));
+    NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, &one, b, n, &zero, rhs, m, rhs, m));
   int host_info = 0;
   NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
-  download(db, b, s);
+  NTK_CUDA_CHECK(cudaStreamSynchronize(s));
   if (host_info != 0)
     throw InternalError("cusolverDnXpotrs argument " + std::to_string(-host_info) + " invalid");
+}
+
+void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<double> b) {
+  if (l.rows != l.cols || b.rows != l.rows)
+    throw InvalidArgument("Cholesky solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
+                          shape(b.rows, b.cols));
+  const std::int64_t n = b.rows, m = b.cols;
+  if (n == 0 || m == 0) return;
+  r.activate();
+  cudaStream_t s = r.stream(0);
+  DeviceBuffer dl = upload(r, l, "Cholesky factor", s),
+               db = upload(r, b, "Cholesky solve right-hand side", s);
+  cholesky_solve_on_device(r, dl.as<double>(), n, db.as<double>(), m, s);
+  download(db, b, s);
 }
 
 // Row-major c = alpha a a^T + beta c (lower triangle) is column-major C^T = alpha A^T A + beta C^T with

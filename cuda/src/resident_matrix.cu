@@ -3,8 +3,10 @@
 #include <vector>
 
 #include "convert.cuh"
+#include "laplace_factors.cuh"
 #include "newton_system.cuh"
 #include "ntk/cuda/errors.cuh"
+#include "ntk/logging.hpp"
 #include "resident_matrix.cuh"
 #include "transfer.cuh"
 
@@ -134,6 +136,21 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     const DeviceTheta theta{matrix_.as<double>(),
                             effective.float32_products ? matrix_f32_.as<float>() : nullptr, n_};
     return solve_newton_system_on_device(resources_, theta, effective, rhs, z, tolerance, max_iterations);
+  }
+
+  // The C + 1 N x N factors on the device; where they do not fit, the host's (the caller has Theta there).
+  std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend, ConstMatrixView<double> host,
+                                                        double k, const Matrix<double>& p) override {
+    check_laplace_inputs(n_, host, false, k, p);
+    try {
+      std::lock_guard lock(mutex_);
+      resources_.activate();
+      return device_laplace_factors(resources_, mutex_, matrix_.as<double>(), n_, k, p);
+    } catch (const ResourceExhausted& e) {
+      if (host.empty()) throw;
+      log_warning(std::string("Laplace factors on the host: ") + e.what());
+    }
+    return ResidentMatrix::laplace_factors(backend, host, k, p);
   }
 
  private:

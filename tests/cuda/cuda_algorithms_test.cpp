@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "../core/laplace_factors_case.hpp"
 #include "../core/newton_system_case.hpp"
 #include "../core/test_data.hpp"
 #include "ntk/classifier.hpp"
@@ -60,6 +61,41 @@ TEST_F(CudaAlgorithmsTest, ResidentProductMatchesCpuAndIsAccounted) {
     EXPECT_THROW(resident->multiply(1.0, v, 0.0, wrong.view()), ntk::InvalidArgument);
   }
   EXPECT_EQ(gpu_->device_memory().in_use, before);
+}
+
+// The direct Newton step's Laplace factors formed on the device from the resident Theta (nothing of
+// Theta read from the host) apply the definitions, on a default pool and through the host fallback when
+// the pool has no room for the C + 1 factors; the pool is back to its baseline after.
+TEST_F(CudaAlgorithmsTest, LaplaceFactorsOnTheDeviceApplyTheDefinitions) {
+  for (const auto& [n, classes, k] :
+       {std::tuple{97, 4, 3.0}, std::tuple{160, 3, 800.0}, std::tuple{1, 2, 1.0}}) {
+    const auto x = random_inputs(n, 6, 31 + n);
+    Matrix<double> theta(n, n);
+    cpu_.kernel(ntk::testing::relu_spec(2), x.view(), nullptr, {{}, theta.view()}, {});
+    const Matrix<double> p = ntk::testing::random_probabilities(n, classes, 37 + n);
+    const std::size_t before = gpu_->device_memory().in_use;
+    {
+      auto resident = gpu_->make_resident(theta.view(), "Theta");
+      ntk::testing::expect_laplace_factors_match_definition(*gpu_, *resident, theta, k, p, 1e-11);
+      // Formed from the device copy alone: no host Theta needed.
+      auto factors = resident->laplace_factors(*gpu_, {}, k, p);
+      EXPECT_GE(gpu_->device_memory().in_use, before + std::size_t(classes + 2) * std::size_t(n * n) * 8);
+    }
+    EXPECT_EQ(gpu_->device_memory().in_use, before) << "n " << n;
+  }
+  // A pool with room for Theta but not for the factors: the host forms them from the host Theta.
+  const std::int64_t n = 128;
+  const auto x = random_inputs(n, 6, 39);
+  Matrix<double> theta(n, n);
+  cpu_.kernel(ntk::testing::relu_spec(2), x.view(), nullptr, {{}, theta.view()}, {});
+  const Matrix<double> p = ntk::testing::random_probabilities(n, 5, 40);
+  ntk::BackendOptions small;
+  small.device_memory_budget = std::size_t(3) * n * n * 8;  // Theta, and less than the 6 factors
+  auto tight = ntk::cuda::make_cuda_backend(0, small);
+  auto resident = tight->make_resident(theta.view(), "Theta");
+  ntk::testing::expect_laplace_factors_match_definition(*tight, *resident, theta, 2.0, p, 1e-11);
+  EXPECT_THROW(resident->laplace_factors(*tight, {}, 2.0, p),
+               ntk::ResourceExhausted);  // nothing to fall back on
 }
 
 TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {

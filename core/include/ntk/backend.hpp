@@ -28,6 +28,17 @@ struct NewtonSystem {
   bool float32_products = false;             // the operator's K products through multiply_float32
 };
 
+// The factors of GPML Algorithm 3.3 at probabilities p (newton.hpp, LaplaceFactors: E_c for each class and
+// the Cholesky factor of M = sum_c E_c), kept where they were formed: the direct Newton step applies them.
+class LaplaceFactorization {
+ public:
+  virtual ~LaplaceFactorization() = default;
+  // v (N x m) <- E_c v.
+  virtual void apply_e(std::int64_t c, MatrixView<double> v) = 0;
+  // v (N x m) <- M^-T M^-1 v.
+  virtual void apply_m_inverse(MatrixView<double> v) = 0;
+};
+
 // A square float64 matrix (the training kernel) kept where the backend computes, so that the solvers'
 // many products with thin N x m blocks (Newton-CG, the Nystrom sketch, the gradient-flow ODE) do not
 // move it every time: the CUDA backend uploads it once into its device memory pool.
@@ -60,11 +71,25 @@ class ResidentMatrix {
   // inconsistent shapes.
   virtual int solve_newton_system(Backend& backend, const NewtonSystem& system, ConstMatrixView<double> rhs,
                                   MatrixView<double> z, double tolerance, int max_iterations);
+  // The Laplace factors of K = k A at probabilities p (N x C), formed and kept where A lives: the CUDA
+  // backend forms, factors and keeps its C + 1 N x N matrices on the device (and falls back to the host
+  // when they do not fit). `host` is A on the host, which the default factors through backend's
+  // operations. Throws NumericalError when a factorization fails, InvalidArgument for bad shapes.
+  virtual std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend,
+                                                                ConstMatrixView<double> host, double k,
+                                                                const Matrix<double>& p);
 };
 
 // The shape checks of solve_newton_system shared by its implementations; throws InvalidArgument.
 void check_newton_system(const NewtonSystem& system, std::int64_t n, ConstMatrixView<double> rhs,
                          MatrixView<double> z);
+// The shape checks of laplace_factors shared by its implementations (`host` may be empty where the
+// implementation does not read it); throws InvalidArgument.
+void check_laplace_inputs(std::int64_t n, ConstMatrixView<double> host, bool host_needed, double k,
+                          const Matrix<double>& p);
+// The operand checks of LaplaceFactorization's methods: c is one of the `classes` (apply_m_inverse passes
+// 0) and v has n rows.
+void check_laplace_operand(std::int64_t n, std::int64_t classes, std::int64_t c, ConstMatrixView<double> v);
 
 // Products K_ntk(x, X) B for many x with X (N x d) and B (N x m) fixed: prediction, B being a model's
 // coefficients. The CUDA backend keeps X, its layer variances and B in device memory and never moves a
