@@ -168,7 +168,7 @@ cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # memory hazards) only our own kernels, whose names all carry the ntk namespace.
 # The default steps run the tests of every custom kernel and the resident and Newton-CG paths (a minute
 # or two under the tools); memcheck-all / racecheck-all run the whole CUDA test suite, for a second call.
-quick_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*'
+quick_filter='*Float32*:*Diagonal*:*Memory*:*ResidentKernel*:*KernelProduct*:*NewtonSystem*:*LaplaceFactors*:*Reclaim*'
 sanitize() {  # step name (log and row), tool, time limit, gtest filter, extra options...
   local step=$1 tool=$2 limit filter=$4; limit=$(limit_for "$3"); shift 4
   local log="$log_dir/sanitizer-$step.log"
