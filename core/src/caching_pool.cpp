@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -38,8 +39,13 @@ CachingPool::Registration& CachingPool::Registration::operator=(Registration&& o
 
 void CachingPool::Registration::reset() noexcept {
   if (!pool_) return;
-  std::lock_guard lock(pool_->mutex_);
-  std::erase_if(pool_->reclaimers_, [&](const auto& r) { return r.first == id_; });
+  {
+    std::lock_guard lock(pool_->mutex_);
+    std::erase_if(pool_->reclaimers_, [&](const auto& r) { return r.first == id_; });
+  }
+  // A call that copied the reclaimer before it was erased may still be running it.
+  std::unique_lock calls(pool_->calls_mutex_);
+  pool_->calls_done_.wait(calls, [&] { return pool_->calls_in_flight_ == 0; });
   pool_ = nullptr;
 }
 
@@ -71,9 +77,26 @@ CachingPool::Registration CachingPool::add_reclaimer(MemoryReclaimer reclaimer) 
 
 std::uint64_t CachingPool::reclaim(std::uint64_t missing) {
   std::vector<std::shared_ptr<const MemoryReclaimer>> reclaimers;
+  struct InFlight {
+    CachingPool& pool;
+    explicit InFlight(CachingPool& p) : pool(p) {
+      std::lock_guard lock(pool.calls_mutex_);
+      ++pool.calls_in_flight_;
+    }
+    ~InFlight() {
+      {
+        std::lock_guard lock(pool.calls_mutex_);
+        --pool.calls_in_flight_;
+      }
+      pool.calls_done_.notify_all();
+    }
+  };
+  std::optional<InFlight> in_flight;
   {
     std::lock_guard lock(mutex_);
     for (const auto& r : reclaimers_) reclaimers.push_back(r.second);
+    if (reclaimers.empty()) return 0;
+    in_flight.emplace(*this);  // under mutex_: a reset() that erases after this copy waits for it
   }
   std::uint64_t freed = 0;
   for (const auto& r : reclaimers) {
@@ -127,8 +150,9 @@ PoolBlock CachingPool::allocate(std::size_t bytes, const char* what) {
       }
       available = budget_ - in_use_;
     }
-    // Outside the lock: the reclaimers release blocks of this pool.
-    if (round == max_reclaim_rounds || reclaim(missing) == 0) {
+    // Outside the lock: the reclaimers release blocks of this pool. A block beyond the whole budget
+    // never fits: nothing is evicted for it.
+    if (bytes > budget_ || round == max_reclaim_rounds || reclaim(missing) == 0) {
       std::ostringstream os;
       os << memory_name_ << " exhausted for " << what << ": needs " << bytes << " bytes, " << available
          << " of the " << budget_ << "-byte budget available (" << why << ")";
@@ -142,6 +166,7 @@ std::size_t CachingPool::room_for(std::size_t wanted) {
     std::lock_guard lock(mutex_);
     return budget_ - in_use_;
   };
+  wanted = std::min(wanted, budget_);
   std::size_t available = left();
   if (available < wanted && reclaim(wanted - available) > 0) available = left();
   return available;

@@ -234,12 +234,13 @@ __global__ void store_symmetric_tile_kernel(const T* tile, TileGeometry g, doubl
 }
 
 // The largest square tile edge (`start` halved while needed, down to 64) for which `buffers` square tile
-// buffers of T fit in half the pool's free budget (idle cached contexts give room first); at 64 the
-// allocation itself reports an exhausted budget.
+// buffers of T fit in half the pool's free budget; at 64 the allocation itself reports an exhausted
+// budget. Idle cached work is evicted only for 1024-edge tiles (efficient GEMMs, a few MiB), not for the
+// largest: smaller tiles cost little, recomputing an evicted uncertainty context seconds.
 template <class T>
 std::int64_t fitting_tile(DeviceResources& r, std::int64_t start, int buffers) {
   auto bytes = [&](std::int64_t t) { return std::size_t(buffers) * std::size_t(t * t) * sizeof(T); };
-  const std::size_t available = r.pool().room_for(2 * bytes(start));
+  const std::size_t available = r.pool().room_for(2 * bytes(std::min<std::int64_t>(start, 1024)));
   std::int64_t tile = start;
   while (tile > 64 && bytes(tile) > available / 2) tile /= 2;
   return tile;

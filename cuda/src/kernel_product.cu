@@ -101,15 +101,17 @@ class DeviceKernelProduct final : public KernelProduct {
 
  private:
   // Test rows x training columns per tile: up to 4096 x 8192, halved while the tile (and its float64 copy,
-  // for float32) would take more than half the free budget (idle cached contexts give room first); at
-  // 64 x 64 the allocation itself reports an exhausted budget.
+  // for float32) would take more than half the free budget; at 64 x 64 the allocation itself reports an
+  // exhausted budget. Idle cached work is evicted only for up to 1024 x 1024 blocks (as fitting_tile).
   std::pair<std::int64_t, std::int64_t> block_shape(std::int64_t test_rows) const {
-    std::int64_t rows = std::min<std::int64_t>(test_rows, 4096), cols = std::min<std::int64_t>(n_, 8192);
     const std::size_t per_entry = sizeof(T) + (std::is_same_v<T, double> ? 0 : sizeof(double));
-    auto bytes = [&] {
+    auto bytes_of = [&](std::int64_t rows, std::int64_t cols) {
       return std::size_t(rows * cols) * per_entry + std::size_t(rows * m_) * sizeof(double);
     };
-    const std::size_t available = r_.pool().room_for(2 * bytes());
+    std::int64_t rows = std::min<std::int64_t>(test_rows, 4096), cols = std::min<std::int64_t>(n_, 8192);
+    auto bytes = [&] { return bytes_of(rows, cols); };
+    const std::size_t available = r_.pool().room_for(
+        2 * bytes_of(std::min<std::int64_t>(rows, 1024), std::min<std::int64_t>(cols, 1024)));
     while (bytes() > available / 2 && (rows > 64 || cols > 64)) {
       if (cols >= rows && cols > 64)
         cols = (cols + 1) / 2;

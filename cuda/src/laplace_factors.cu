@@ -58,7 +58,9 @@ class DeviceLaplaceFactorization final : public LaplaceFactorization {
       return;
     }
     const std::size_t matrix_bytes = std::size_t(n) * std::size_t(n) * sizeof(double);
-    // Everything allocated before any work is queued: running out of room throws with nothing in flight.
+    // The C + 1 matrices allocated before any work is queued: running out of room for them throws with
+    // nothing in flight (the factorizations' workspaces come later; a failure there unwinds through the
+    // pool's release, which waits for the device).
     for (std::int64_t c = 0; c < classes; ++c)
       e_.push_back(r.pool().allocate(matrix_bytes, "Laplace factor E_c"));
     m_ = r.pool().allocate(matrix_bytes, "Laplace factor M");

@@ -5,6 +5,7 @@
 #include <random>
 #include <sstream>
 
+#include "ntk/errors.hpp"
 #include "ntk/logging.hpp"
 
 namespace ntkserver {
@@ -75,7 +76,14 @@ std::optional<std::string> metadata(grpc::ServerContext* context, const char* ke
 }  // namespace
 
 BackendPool::BackendPool(const std::string& name, const ntk::BackendOptions& options, int slots) {
-  for (int i = 0; i < slots; ++i) free_.push_back(ntk::make_backend(name, options));
+  if (slots < 1) throw ntk::InvalidArgument("a backend pool needs at least one slot");
+  for (int i = 0; i < slots; ++i) {
+    ntk::BackendOptions instance = options;
+    // The instances share the device's pool: one registration of the reclaimer is enough (each would be
+    // asked in turn, and all but the first find nothing left).
+    if (i > 0) instance.reclaim_device_memory = nullptr;
+    free_.push_back(ntk::make_backend(name, instance));
+  }
   any_ = free_.front().get();
   name_ = free_.front()->name();
   description_ = free_.front()->description();

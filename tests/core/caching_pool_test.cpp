@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -199,6 +201,36 @@ TEST(CachingPool, RefusesOnceReclaimersHaveNothingLeftAndAfterARegistrationEnds)
   });
   EXPECT_FALSE(refusal(pool, 1024, "x").empty());
   EXPECT_EQ(calls, 64);
+}
+
+TEST(CachingPool, NothingIsEvictedForABlockBeyondTheWholeBudget) {
+  ArenaPool pool(8192, 1 << 20);
+  IdleBlocks idle;
+  idle.blocks.push_back(pool.allocate(4096, "cached context"));
+  auto registration = pool.add_reclaimer([&](std::uint64_t missing) { return idle.reclaim(missing); });
+  EXPECT_NE(refusal(pool, 8448, "too big").find("over budget"), std::string::npos);
+  EXPECT_TRUE(idle.asked.empty());
+  EXPECT_EQ(idle.blocks.size(), 1u);
+  // Nor more than the budget for room_for: 4096 free, so 4096 are asked for, not 1 MiB.
+  EXPECT_EQ(pool.room_for(1 << 20), 8192u);
+  EXPECT_EQ(idle.asked, std::vector<std::uint64_t>{4096});
+}
+
+TEST(CachingPool, EndingARegistrationWaitsForItsCallsInFlight) {
+  ArenaPool pool(4096, 1 << 20);
+  PoolBlock held = pool.allocate(4096, "held");
+  std::atomic<bool> entered{false}, finished{false};
+  std::optional<ntk::CachingPool::Registration> registration = pool.add_reclaimer([&](std::uint64_t) {
+    entered = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    finished = true;
+    return std::uint64_t{0};
+  });
+  std::thread allocating([&] { EXPECT_FALSE(refusal(pool, 1024, "x").empty()); });
+  while (!entered) std::this_thread::yield();
+  registration.reset();  // what the reclaimer refers to could go now: it must have returned
+  EXPECT_TRUE(finished);
+  allocating.join();
 }
 
 TEST(CachingPool, ReclaimersRunOutsideThePoolsLock) {

@@ -207,7 +207,8 @@ struct BackendOptions {
   std::size_t device_memory_budget = 0;  // bytes a CUDA backend may hold; 0 = 90% of the device's memory
   // Asked for room when a device backend's memory pool cannot satisfy an allocation (see
   // MemoryReclaimer): the server gives back idle cached uncertainty contexts and kernel products. The
-  // CPU backend does not call it (host memory is the caller's budget).
+  // CPU backend does not call it (host memory is the caller's budget). Every instance made with it
+  // registers it with its device's shared pool: give it to one instance per device.
   MemoryReclaimer reclaim_device_memory;
 };
 

@@ -4,6 +4,7 @@
 // server's caches of idle contexts) asked to give blocks back before an allocation is refused. The raw
 // allocation (cudaMalloc) belongs to a subclass; this part is plain C++, so the CPU tests run it over a
 // host allocator with a capacity and the CUDA backend runs the same code.
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -62,15 +63,18 @@ class CachingPool {
   CachingPool& operator=(const CachingPool&) = delete;
 
   // A block of at least `bytes` (rounded up to 256). When it does not fit, the cache is dropped and the
-  // reclaimers are asked for room, as long as they give some back; then ResourceExhausted naming `what`,
-  // the bytes needed and the bytes available.
+  // reclaimers are asked for room, as long as they give some back (not for a block larger than the whole
+  // budget: nothing they give back would make it fit); then ResourceExhausted naming `what`, the bytes
+  // needed and the bytes available.
   PoolBlock allocate(std::size_t bytes, const char* what);
-  // Bytes the budget has left, after asking the reclaimers for room when that is fewer than `wanted`:
-  // for work that sizes its tiles to what is free.
+  // Bytes the budget has left, after asking the reclaimers for room when that is fewer than `wanted`
+  // (at most the budget): for work that sizes its tiles to what is free.
   std::size_t room_for(std::size_t wanted);
   PoolCounters counters() const;
 
-  // Keeps `reclaimer` registered while the returned handle lives.
+  // Keeps `reclaimer` registered while the returned handle lives; ending a registration waits for
+  // reclaimer calls in flight (so what the reclaimer refers to may go right after; hence never from
+  // inside a reclaimer).
   class Registration {
    public:
     Registration() = default;
@@ -112,6 +116,10 @@ class CachingPool {
   std::multimap<std::size_t, void*> cache_;
   std::vector<std::pair<std::uint64_t, std::shared_ptr<const MemoryReclaimer>>> reclaimers_;
   std::uint64_t next_reclaimer_id_ = 1;
+  // Reclaimer calls in flight (they run outside mutex_), for Registration::reset to wait on.
+  std::mutex calls_mutex_;
+  std::condition_variable calls_done_;
+  int calls_in_flight_ = 0;
 };
 
 }  // namespace ntk
