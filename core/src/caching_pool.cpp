@@ -106,6 +106,42 @@ std::uint64_t CachingPool::reclaim(std::uint64_t missing) {
   return freed;
 }
 
+void* CachingPool::try_allocate_locked(std::size_t bytes, std::size_t& size, Shortage& shortage) {
+  auto hit = cache_.lower_bound(bytes);
+  if (hit != cache_.end() && hit->first <= bytes + bytes / 4) {
+    size = hit->first;
+    void* ptr = hit->second;
+    cache_.erase(hit);
+    cached_ -= size;
+    in_use_ += size;
+    peak_ = std::max(peak_, in_use_);
+    return ptr;
+  }
+  if (in_use_ + bytes <= budget_) {
+    if (in_use_ + cached_ + bytes > budget_) drop_cache_locked();
+    void* ptr = raw_allocate(bytes);
+    if (!ptr && cached_ > 0) {  // blocks of other sizes may be what stands in the way
+      drop_cache_locked();
+      ptr = raw_allocate(bytes);
+    }
+    if (ptr) {
+      size = bytes;
+      in_use_ += bytes;
+      peak_ = std::max(peak_, in_use_);
+      return ptr;
+    }
+    shortage.why = "the allocation failed";
+    const std::string detail = raw_exhaustion_detail();
+    if (!detail.empty()) shortage.why += "; " + detail;
+    shortage.missing = bytes;
+  } else {
+    shortage.why = "over budget";
+    shortage.missing = in_use_ + bytes - budget_;
+  }
+  shortage.available = budget_ - in_use_;
+  return nullptr;
+}
+
 PoolBlock CachingPool::allocate(std::size_t bytes, const char* what) {
   if (bytes == 0) return {};
   // 256-byte granularity keeps every block aligned for vector loads and makes cache hits likelier.
@@ -113,49 +149,29 @@ PoolBlock CachingPool::allocate(std::size_t bytes, const char* what) {
   // A reclaimer that keeps reporting room it does not make must not hold the caller forever.
   constexpr int max_reclaim_rounds = 64;
   for (int round = 0;; ++round) {
-    std::string why;
-    std::uint64_t missing = 0;
-    std::size_t available = 0;
+    Shortage shortage;
+    std::size_t size = 0;
     {
       std::lock_guard lock(mutex_);
-      auto hit = cache_.lower_bound(bytes);
-      if (hit != cache_.end() && hit->first <= bytes + bytes / 4) {
-        const std::size_t size = hit->first;
-        void* ptr = hit->second;
-        cache_.erase(hit);
-        cached_ -= size;
-        in_use_ += size;
-        peak_ = std::max(peak_, in_use_);
-        return PoolBlock(ptr, size, this);
-      }
-      if (in_use_ + bytes <= budget_) {
-        if (in_use_ + cached_ + bytes > budget_) drop_cache_locked();
-        void* ptr = raw_allocate(bytes);
-        if (!ptr && cached_ > 0) {  // blocks of other sizes may be what stands in the way
-          drop_cache_locked();
-          ptr = raw_allocate(bytes);
-        }
-        if (ptr) {
-          in_use_ += bytes;
-          peak_ = std::max(peak_, in_use_);
-          return PoolBlock(ptr, bytes, this);
-        }
-        why = "the allocation failed";
-        const std::string detail = raw_exhaustion_detail();
-        if (!detail.empty()) why += "; " + detail;
-        missing = bytes;
-      } else {
-        why = "over budget";
-        missing = in_use_ + bytes - budget_;
-      }
-      available = budget_ - in_use_;
+      if (void* ptr = try_allocate_locked(bytes, size, shortage)) return PoolBlock(ptr, size, this);
     }
-    // Outside the lock: the reclaimers release blocks of this pool. A block beyond the whole budget
-    // never fits: nothing is evicted for it.
-    if (bytes > budget_ || round == max_reclaim_rounds || reclaim(missing) == 0) {
+    // A block beyond the whole budget never fits: nothing is evicted for it.
+    bool refuse = bytes > budget_ || round == max_reclaim_rounds;
+    if (!refuse) {
+      // One reclaim at a time, and a caller that waited for another's first tries again: that reclaim
+      // may have given back more than its caller needed, and evicting for both would waste work.
+      std::lock_guard serial(reclaim_serial_);
+      {
+        std::lock_guard lock(mutex_);
+        if (void* ptr = try_allocate_locked(bytes, size, shortage)) return PoolBlock(ptr, size, this);
+      }
+      // Outside the lock: the reclaimers release blocks of this pool.
+      refuse = reclaim(shortage.missing) == 0;
+    }
+    if (refuse) {
       std::ostringstream os;
-      os << memory_name_ << " exhausted for " << what << ": needs " << bytes << " bytes, " << available
-         << " of the " << budget_ << "-byte budget available (" << why << ")";
+      os << memory_name_ << " exhausted for " << what << ": needs " << bytes << " bytes, "
+         << shortage.available << " of the " << budget_ << "-byte budget available (" << shortage.why << ")";
       throw ResourceExhausted(os.str());
     }
   }
@@ -168,6 +184,9 @@ std::size_t CachingPool::room_for(std::size_t wanted) {
   };
   wanted = std::min(wanted, budget_);
   std::size_t available = left();
+  if (available >= wanted) return available;
+  std::lock_guard serial(reclaim_serial_);
+  available = left();  // another caller's reclaim may have made the room meanwhile
   if (available < wanted && reclaim(wanted - available) > 0) available = left();
   return available;
 }

@@ -233,6 +233,28 @@ TEST(CachingPool, EndingARegistrationWaitsForItsCallsInFlight) {
   allocating.join();
 }
 
+TEST(CachingPool, CallersShortAtOnceDoNotEvictTwice) {
+  // Two idle 4096-byte blocks fill the budget; two callers need 2048 each. The first reclaim gives back
+  // 4096, room for both: the second caller, which waited for it, must not evict the other block.
+  ArenaPool pool(8192, 1 << 20);
+  IdleBlocks idle;
+  for (int i = 0; i < 2; ++i) idle.blocks.push_back(pool.allocate(4096, "cached context"));
+  std::atomic<int> calls{0};
+  auto registration = pool.add_reclaimer([&](std::uint64_t missing) {
+    ++calls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the other caller arrives meanwhile
+    return idle.reclaim(missing);
+  });
+  std::vector<PoolBlock> got(2);
+  std::thread first([&] { got[0] = pool.allocate(2048, "first"); });
+  std::thread second([&] { got[1] = pool.allocate(2048, "second"); });
+  first.join();
+  second.join();
+  EXPECT_EQ(got[0].bytes() + got[1].bytes(), 4096u);
+  EXPECT_EQ(idle.blocks.size(), 1u);
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST(CachingPool, ReclaimersRunOutsideThePoolsLock) {
   // The reclaimer releases blocks of this very pool and reads its counters: with the lock held it would
   // deadlock (ctest's timeout ends the test).

@@ -45,7 +45,8 @@ class PoolBlock {
 
 // Asked for room when an allocation does not fit, with the bytes missing: frees what it holds idle (its
 // blocks come back to the pool) and returns the bytes it gave back, 0 when it has nothing idle. Called
-// without the pool's lock held (it releases blocks of this pool), possibly from several threads at once.
+// without the pool's lock held (it releases blocks of this pool), one call at a time per pool; it must
+// not allocate from the pool.
 using MemoryReclaimer = std::function<std::uint64_t(std::uint64_t missing)>;
 
 struct PoolCounters {
@@ -105,6 +106,14 @@ class CachingPool {
 
  private:
   friend class PoolBlock;
+  struct Shortage {
+    std::uint64_t missing = 0;  // bytes the reclaimers are asked for
+    std::size_t available = 0;  // of the budget, for the message
+    std::string why;
+  };
+  // One attempt with mutex_ held: a cached block of similar size or a raw one (its size in `size`), or
+  // nullptr with `shortage` filled.
+  void* try_allocate_locked(std::size_t bytes, std::size_t& size, Shortage& shortage);
   void release(void* ptr, std::size_t bytes) noexcept;
   void drop_cache_locked() noexcept;
   std::uint64_t reclaim(std::uint64_t missing);
@@ -112,6 +121,7 @@ class CachingPool {
   const std::size_t budget_;
   const std::string memory_name_;
   mutable std::mutex mutex_;
+  std::mutex reclaim_serial_;  // one reclaim at a time (taken before mutex_, never while holding it)
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
   std::multimap<std::size_t, void*> cache_;
   std::vector<std::pair<std::uint64_t, std::shared_ptr<const MemoryReclaimer>>> reclaimers_;
