@@ -172,5 +172,21 @@ def test_server_info_names_the_backend(client):
     assert info.backend_description
     assert info.memory_budget_bytes > 0 and info.workers >= 1
     assert info.tenant == "default" and not info.authentication
+    # The device pool: none on the CPU backend; on a GPU within its budget.
+    if info.backend == "cpu":
+        assert info.device_memory_budget_bytes == 0 and info.device_memory_in_use_bytes == 0
+    else:
+        assert 0 < info.device_memory_budget_bytes and info.device_memory_in_use_bytes <= info.device_memory_budget_bytes
+
+
+def test_ntkctl_health_reports_the_servers_memory(server):
+    import json
+    out = subprocess.run([NTKCTL, "--server", server.address, "health", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    health = json.loads(out)
+    assert health["status"] == "SERVING"
+    assert health["memory_budget_bytes"] > 0
+    for key in ("device_memory_budget_bytes", "device_memory_in_use_bytes", "device_memory_free_bytes"):
+        assert key in health and health[key] >= 0
     import ntkserve.plots  # noqa: F401  (also reachable as ntkserve.plots)
     assert hasattr(ntkserve, "plots")

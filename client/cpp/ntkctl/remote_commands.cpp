@@ -457,11 +457,17 @@ int remote_health(ntkclient::Client& client, Args& args) {
     if (info)
       std::printf(
           ", \"version\": \"%s\", \"backend\": \"%s\", \"backend_description\": %s, "
-          "\"memory_budget_bytes\": %lld, \"memory_in_use_bytes\": %lld, \"queued_jobs\": %d, "
+          "\"memory_budget_bytes\": %lld, \"memory_in_use_bytes\": %lld, \"device_memory_budget_bytes\": "
+          "%lld, "
+          "\"device_memory_in_use_bytes\": %lld, \"device_memory_free_bytes\": %lld, \"queued_jobs\": %d, "
           "\"running_jobs\": %d",
           info->version().c_str(), info->backend().c_str(), json_string(info->backend_description()).c_str(),
           static_cast<long long>(info->memory_budget_bytes()),
-          static_cast<long long>(info->memory_in_use_bytes()), info->queued_jobs(), info->running_jobs());
+          static_cast<long long>(info->memory_in_use_bytes()),
+          static_cast<long long>(info->device_memory_budget_bytes()),
+          static_cast<long long>(info->device_memory_in_use_bytes()),
+          static_cast<long long>(info->device_memory_free_bytes()), info->queued_jobs(),
+          info->running_jobs());
     std::printf("}\n");
   } else {
     std::printf("%s%s%s: %s\n", client.options().address.c_str(), service.empty() ? "" : " ", service.c_str(),
@@ -473,6 +479,11 @@ int remote_health(ntkclient::Client& client, Args& args) {
           static_cast<double>(info->memory_in_use_bytes()) / (1 << 20),
           static_cast<double>(info->memory_budget_bytes()) / (1 << 20), info->running_jobs(),
           info->queued_jobs());
+    if (info && info->device_memory_budget_bytes() > 0)
+      std::printf("  device memory %.1f of %.1f MiB, %.1f MiB free on the card\n",
+                  static_cast<double>(info->device_memory_in_use_bytes()) / (1 << 20),
+                  static_cast<double>(info->device_memory_budget_bytes()) / (1 << 20),
+                  static_cast<double>(info->device_memory_free_bytes()) / (1 << 20));
   }
   return status == "SERVING" ? 0 : 1;
 }

@@ -18,6 +18,10 @@ grpc::Status ServerServiceImpl::GetServerInfo(grpc::ServerContext* ctx, const pb
     response->set_tenant(call.tenant());
     response->set_tls(!rt_.options.tls.cert_file.empty());
     response->set_authentication(rt_.tokens.enabled());
+    const ntk::DeviceMemoryStats device = rt_.backends.device_memory();
+    response->set_device_memory_budget_bytes(static_cast<std::int64_t>(device.budget));
+    response->set_device_memory_in_use_bytes(static_cast<std::int64_t>(device.in_use));
+    response->set_device_memory_free_bytes(static_cast<std::int64_t>(device.device_free));
     response->set_uptime_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - rt_.started).count());
   });
