@@ -26,7 +26,8 @@ class Metrics {
                  double datasets, double models, double queue_depth, double running_fits);
   // The device backend's pool (all zero on the CPU backend).
   void set_device_memory(const ntk::DeviceMemoryStats& device);
-  // A device allocation that did not fit asked the server's idle cached work for `missing` bytes.
+  // A device allocation that did not fit asked the server's idle cached work for room, which gave back
+  // `freed` bytes (0: nothing was idle).
   void record_device_reclaim(std::uint64_t freed);
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   int port() const { return endpoint_ ? endpoint_->port() : 0; }  // the bound port (for address :0)

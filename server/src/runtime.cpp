@@ -126,9 +126,7 @@ ntk::BackendOptions backend_options(const ServerOptions& o, ntk::MemoryReclaimer
 Runtime::Runtime(const ServerOptions& o)
     : options(o),
       tokens(o.token_file.empty() ? TokenStore() : TokenStore::from_file(o.token_file)),
-      // The reclaimer only runs inside an allocation, after construction.
-      backends(o.backend,
-               backend_options(o, [this](std::uint64_t missing) { return reclaim_device_memory(missing); }),
+      backends(o.backend, backend_options(o, gated_device_reclaimer(reclaim_gate)),
                o.workers + o.predict_slots),
       budget(o.memory_budget_bytes ? o.memory_budget_bytes : default_host_budget()),
       store(o.data_dir, budget, o.evict_idle_datasets),
@@ -140,6 +138,20 @@ Runtime::Runtime(const ServerOptions& o)
     if (freed < missing) freed += uncertainty_contexts.reclaim(missing - freed);
     return freed;
   });
+  std::lock_guard lock(reclaim_gate->mutex);
+  reclaim_gate->runtime = this;
+}
+
+Runtime::~Runtime() {
+  std::lock_guard lock(reclaim_gate->mutex);
+  reclaim_gate->runtime = nullptr;
+}
+
+ntk::MemoryReclaimer gated_device_reclaimer(std::shared_ptr<ReclaimGate> gate) {
+  return [gate = std::move(gate)](std::uint64_t missing) -> std::uint64_t {
+    std::lock_guard lock(gate->mutex);
+    return gate->runtime ? gate->runtime->reclaim_device_memory(missing) : 0;
+  };
 }
 
 void Runtime::refresh_gauges() {

@@ -58,10 +58,27 @@ class BackendPool {
   const ntk::Backend* any_ = nullptr;  // one of the instances, which live as long as the pool
 };
 
+struct Runtime;
+
+// What the device pool's reclaimer goes through to reach a Runtime: open (runtime set) only while the
+// Runtime is whole, from the end of its constructor to the start of its destructor, which waits for a
+// call in flight. The pool is shared per device and outlives the Runtime's caches.
+struct ReclaimGate {
+  std::mutex mutex;
+  Runtime* runtime = nullptr;
+};
+// The reclaimer a Runtime gives its device backends: the runtime's reclaim_device_memory while the gate
+// is open, else nothing to give back.
+ntk::MemoryReclaimer gated_device_reclaimer(std::shared_ptr<ReclaimGate> gate);
+
 struct Runtime {
   explicit Runtime(const ServerOptions& options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
   ServerOptions options;
   TokenStore tokens;
+  std::shared_ptr<ReclaimGate> reclaim_gate = std::make_shared<ReclaimGate>();  // before backends
   BackendPool backends;
   ProductCache products;  // after backends: its device memory goes back before they are destroyed
   MemoryBudget budget;

@@ -331,3 +331,24 @@ TEST(DeviceReclaim, IdleProductsThenIdleContextsGiveBackTheirMemoryHeldOnesStay)
   EXPECT_EQ(rt.uncertainty_contexts.get(cpu, m1, lin), held_context);
   std::filesystem::remove_all(o.data_dir);
 }
+
+TEST(DeviceReclaim, TheReclaimerReachesTheRuntimeOnlyWhileItLives) {
+  // The device pool is shared per card and outlives a Runtime: its reclaimer must not reach a runtime
+  // being built or gone.
+  ntk::CpuBackend cpu;
+  auto model = tiny_model(cpu, 8);
+  ntk::MemoryReclaimer reclaimer;
+  {
+    ServerOptions o;
+    o.backend = "cpu";
+    o.metrics = "";
+    o.data_dir = ::testing::TempDir() + "reclaim-gate-" + std::to_string(::getpid());
+    ntkserver::Runtime rt(o);
+    reclaimer = ntkserver::gated_device_reclaimer(rt.reclaim_gate);
+    (void)rt.products.get(cpu, model);  // idle
+    EXPECT_EQ(reclaimer(1), 30u * (4 + 3) * sizeof(double));
+    EXPECT_EQ(rt.products.size(), 0u);
+    std::filesystem::remove_all(o.data_dir);
+  }
+  EXPECT_EQ(reclaimer(1), 0u);  // the runtime is gone: nothing to give, nothing touched
+}
