@@ -32,27 +32,39 @@ namespace {
 class OwningResident final : public ResidentMatrix {
  public:
   OwningResident(Backend& backend, Matrix<double> a, const char* what)
-      : a_(std::move(a)), inner_(backend.make_resident(a_.view(), what)) {}
-  std::int64_t rows() const override { return a_.rows(); }
+      : n_(a.rows()), a_(std::move(a)), inner_(backend.make_resident(a_.view(), what)) {}
+  std::int64_t rows() const override { return n_; }
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
-    inner_->multiply(alpha, v, beta, out);
+    inner().multiply(alpha, v, beta, out);
   }
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
                         MatrixView<double> out) override {
-    inner_->multiply_float32(alpha, v, beta, out);
+    inner().multiply_float32(alpha, v, beta, out);
   }
-  std::vector<double> diagonal() override { return inner_->diagonal(); }
-  double max_abs_row_sum() override { return inner_->max_abs_row_sum(); }
+  std::vector<double> diagonal() override { return inner().diagonal(); }
+  double max_abs_row_sum() override { return inner().max_abs_row_sum(); }
   int solve_newton_system(Backend& backend, const NewtonSystem& system, ConstMatrixView<double> rhs,
                           MatrixView<double> z, double tolerance, int max_iterations) override {
-    return inner_->solve_newton_system(backend, system, rhs, z, tolerance, max_iterations);
+    return inner().solve_newton_system(backend, system, rhs, z, tolerance, max_iterations);
   }
   std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend, ConstMatrixView<double> host,
                                                         double k, const Matrix<double>& p) override {
-    return inner_->laplace_factors(backend, host.empty() ? a_.view() : host, k, p);
+    return inner().laplace_factors(backend, host.empty() ? a_.view() : host, k, p);
+  }
+  // The owned matrix becomes the factor: no second N x N copy (a CPU lambda = 0 fit peaks at one).
+  Matrix<double> factor_and_solve(Backend& backend, double shift, MatrixView<double> b,
+                                  const char* what) override {
+    inner();  // throws when already consumed
+    inner_.reset();
+    return factor_and_solve_on_host(backend, std::move(a_), shift, b, what);
   }
 
  private:
+  ResidentMatrix& inner() {
+    if (!inner_) throw FailedPrecondition("the resident matrix was consumed by its factorization");
+    return *inner_;
+  }
+  std::int64_t n_;
   Matrix<double> a_;  // before inner_, which may refer to it
   std::unique_ptr<ResidentMatrix> inner_;
 };
@@ -76,6 +88,11 @@ class HostResidentMatrix final : public ResidentMatrix {
   }
   std::vector<double> diagonal() override { return detail::diagonal_of(a_); }
   double max_abs_row_sum() override { return detail::max_abs_row_sum_of(a_); }
+  // A view of the caller's matrix: factored in a copy.
+  Matrix<double> factor_and_solve(Backend& backend, double shift, MatrixView<double> b,
+                                  const char* what) override {
+    return factor_and_solve_on_host(backend, copy_matrix(a_), shift, b, what);
+  }
 
  private:
   Backend& backend_;
@@ -170,6 +187,18 @@ void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixV
     throw InvalidArgument("kernel product: " + std::to_string(x_train.rows) + " training inputs but b has " +
                           std::to_string(b.rows) + " rows");
   check_kernel_input(x_train, "training inputs");
+}
+
+Matrix<double> factor_and_solve_on_host(Backend& backend, Matrix<double> a, double shift,
+                                        MatrixView<double> b, const char* what) {
+  const std::int64_t n = a.rows();
+  if (b.rows != n)
+    throw InvalidArgument(std::string(what) + ": the right-hand side has " + std::to_string(b.rows) +
+                          " rows, expected " + std::to_string(n));
+  for (std::int64_t i = 0; i < n; ++i) a(i, i) += shift;
+  backend.cholesky(a.view(), what);
+  if (b.cols > 0) backend.cholesky_solve(a.view(), b);
+  return a;
 }
 
 void Backend::normal_draws(std::uint64_t seed, MatrixView<double> out) {

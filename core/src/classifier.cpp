@@ -81,26 +81,10 @@ void check_inputs(ConstMatrixView<double> x, const Targets& t) {
   check_kernel_input(x, "x");
 }
 
-// Theta + diag_reg * trace(Theta)/N * I, factored; a failure names diag_reg as the remedy.
-Matrix<double> regularized_factor(Backend& be, Matrix<double> theta, double diag_reg) {
-  const std::int64_t n = theta.rows();
-  double trace = 0;
-  for (std::int64_t i = 0; i < n; ++i) trace += theta(i, i);
-  const double add = diag_reg * trace / static_cast<double>(n);
-  for (std::int64_t i = 0; i < n; ++i) theta(i, i) += add;
-  try {
-    be.cholesky(theta.view(), "the training NTK");
-  } catch (const NumericalError& e) {
-    throw NumericalError(std::string(e.what()) +
-                         "; duplicate or nearly collinear training points make it singular: set diag_reg > 0 "
-                         "(e.g. 1e-6)");
-  }
-  return theta;
-}
-
 // lambda = 0: f_inf(X) = log Y + c 1^T with c_i = mean_c (f0_ic - log y_ic) (gradient flow keeps each
-// sample's class sum), coefficients = Theta^-1 (f_inf(X) - f0(X)).
-void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
+// sample's class sum), coefficients = (Theta + diag_reg mean(diag Theta) I)^-1 (f_inf(X) - f0(X)), solved
+// where Theta lives (on CUDA only the factor comes back to the host, for the model and exact uncertainty).
+void fit_closed_form(Backend& be, Model& m, ResidentMatrix& theta) {
   const std::int64_t n = m.targets.rows(), c = m.targets.cols();
   const bool has_f0 = m.f0_train.size() > 0;
   m.train_logits = Matrix<double>(n, c);
@@ -111,11 +95,19 @@ void fit_closed_form(Backend& be, Model& m, Matrix<double> theta) {
     shift /= static_cast<double>(c);
     for (std::int64_t j = 0; j < c; ++j) m.train_logits(i, j) = std::log(m.targets(i, j)) + shift;
   }
-  m.theta_factor = regularized_factor(be, std::move(theta), m.settings.diag_reg);
   m.coefficients = m.train_logits;
   if (has_f0)
     for (std::size_t i = 0; i < m.coefficients.size(); ++i) m.coefficients.data()[i] -= m.f0_train.data()[i];
-  be.cholesky_solve(m.theta_factor.view(), m.coefficients.view());
+  double trace = 0;
+  for (const double d : theta.diagonal()) trace += d;
+  const double add = m.settings.diag_reg * trace / static_cast<double>(n);
+  try {
+    m.theta_factor = theta.factor_and_solve(be, add, m.coefficients.view(), "the training NTK");
+  } catch (const NumericalError& e) {
+    throw NumericalError(std::string(e.what()) +
+                         "; duplicate or nearly collinear training points make it singular: set diag_reg > 0 "
+                         "(e.g. 1e-6)");
+  }
   m.diagnostics.solver_used = SolverKind::closed_form;
   m.diagnostics.converged = true;
   m.diagnostics.message = "closed form (lambda = 0)";
@@ -173,7 +165,7 @@ Model fit_classifier(Backend& be, const KernelSpec& spec, ConstMatrixView<double
   const std::int64_t n = x.rows;
 
   if (settings.lambda == 0) {
-    fit_closed_form(be, m, training_kernel(be, m, x, assembly));
+    fit_closed_form(be, m, *resident_training_kernel(be, m, x, assembly));
   } else {
     NewtonOptions opt;
     opt.solver = settings.solver == SolverKind::automatic

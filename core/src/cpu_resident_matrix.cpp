@@ -140,6 +140,11 @@ class CpuResidentMatrix final : public ResidentMatrix {
 
   std::vector<double> diagonal() override { return detail::diagonal_of(a_); }
   double max_abs_row_sum() override { return detail::max_abs_row_sum_of(a_); }
+  // A view of the caller's matrix: factored in a copy (resident_kernel's owner moves its own instead).
+  Matrix<double> factor_and_solve(Backend& backend, double shift, MatrixView<double> b,
+                                  const char* what) override {
+    return factor_and_solve_on_host(backend, copy_matrix(a_), shift, b, what);
+  }
 
   // The float32 copy of A is made on first use (N^2 x 4 bytes more while this object lives).
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,

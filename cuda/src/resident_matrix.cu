@@ -1,9 +1,11 @@
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "convert.cuh"
 #include "laplace_factors.cuh"
+#include "linear_algebra.cuh"
 #include "newton_system.cuh"
 #include "ntk/cuda/errors.cuh"
 #include "ntk/logging.hpp"
@@ -24,6 +26,12 @@ __global__ void abs_row_sums_kernel(const double* a, std::int64_t n, double* sum
   if (lane == 0) sums[row] = acc;
 }
 
+// a[i, i] += shift for a row-major n x n matrix (the closed form's diag_reg, added as the host adds it).
+__global__ void add_to_diagonal_kernel(double* a, std::int64_t n, double shift) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) a[i * (n + 1)] += shift;
+}
+
 class DeviceResidentMatrix final : public ResidentMatrix {
  public:
   DeviceResidentMatrix(DeviceResources& r, std::mutex& mutex, ConstMatrixView<double> a, const char* what)
@@ -39,6 +47,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
       : resources_(r), mutex_(mutex), n_(n), matrix_(std::move(matrix)) {}
 
   std::vector<double> diagonal() override {
+    check_live();
     std::vector<double> d(static_cast<std::size_t>(n_));
     if (n_ == 0) return d;
     std::lock_guard lock(mutex_);
@@ -54,6 +63,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   }
 
   double max_abs_row_sum() override {
+    check_live();
     if (n_ == 0) return 0;
     std::vector<double> sums(static_cast<std::size_t>(n_));
     {
@@ -74,6 +84,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   std::int64_t rows() const override { return n_; }
 
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
+    check_live();
     if (!check_shapes(v, out)) return;
     std::lock_guard lock(mutex_);
     resources_.activate();
@@ -93,6 +104,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // exact product (the contract allows it; the caller only loses speed).
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
                         MatrixView<double> out) override {
+    check_live();
     if (!check_shapes(v, out)) return;
     std::unique_lock lock(mutex_);
     resources_.activate();
@@ -128,6 +140,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // the float32 copy, as in multiply_float32. Holds the device for the whole solve.
   int solve_newton_system(Backend&, const NewtonSystem& system, ConstMatrixView<double> rhs,
                           MatrixView<double> z, double tolerance, int max_iterations) override {
+    check_live();
     check_newton_system(system, n_, rhs, z);
     std::lock_guard lock(mutex_);
     resources_.activate();
@@ -141,6 +154,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // The C + 1 N x N factors on the device; where they do not fit, the host's (the caller has Theta there).
   std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend, ConstMatrixView<double> host,
                                                         double k, const Matrix<double>& p) override {
+    check_live();
     check_laplace_inputs(n_, host, false, k, p);
     try {
       std::lock_guard lock(mutex_);
@@ -151,6 +165,38 @@ class DeviceResidentMatrix final : public ResidentMatrix {
       log_warning(std::string("Laplace factors on the host: ") + e.what());
     }
     return ResidentMatrix::laplace_factors(backend, host, k, p);
+  }
+
+  // Factored in place: Theta never crosses PCIe, only its factor comes back (it is the model's). The
+  // matrix is consumed and its device memory goes back at once.
+  Matrix<double> factor_and_solve(Backend&, double shift, MatrixView<double> b, const char* what) override {
+    check_live();
+    if (b.rows != n_)
+      throw InvalidArgument(std::string(what) + ": the right-hand side has " + std::to_string(b.rows) +
+                            " rows, expected " + std::to_string(n_));
+    Matrix<double> factor(n_, n_);
+    std::lock_guard lock(mutex_);
+    consumed_ = true;  // from here on matrix_ holds (part of) the factor, whatever happens
+    if (n_ == 0) return factor;
+    resources_.activate();
+    cudaStream_t s = resources_.stream(0);
+    DeviceBuffer rhs;
+    if (b.cols > 0) rhs = upload(resources_, b, "closed-form right-hand side", s);
+    if (shift != 0) {
+      add_to_diagonal_kernel<<<static_cast<unsigned>((n_ + 255) / 256), 256, 0, s>>>(matrix_.as<double>(), n_,
+                                                                                     shift);
+      NTK_CUDA_CHECK_LAUNCH("add_to_diagonal_kernel");
+    }
+    factor_on_device(resources_, matrix_.as<double>(), n_, what, s);
+    if (b.cols > 0) {
+      cholesky_solve_on_device(resources_, matrix_.as<double>(), n_, rhs.as<double>(), b.cols, s);
+      copy_to_host(b, rhs.as<double>(), s);
+    }
+    copy_to_host(factor.view(), matrix_.as<double>(), s);
+    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    matrix_.reset();
+    matrix_f32_.reset();
+    return factor;
   }
 
  private:
@@ -168,6 +214,10 @@ class DeviceResidentMatrix final : public ResidentMatrix {
       }
     }
     return !float32_refused_;
+  }
+
+  void check_live() const {
+    if (consumed_) throw FailedPrecondition("the resident matrix was consumed by its factorization");
   }
 
   bool check_shapes(ConstMatrixView<double> v, MatrixView<double> out) const {
@@ -208,7 +258,8 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   std::int64_t n_;
   DeviceBuffer matrix_, operand_, result_, scratch_;
   DeviceBuffer matrix_f32_, operand_f32_;
-  bool float32_refused_ = false;  // no room for the float32 copy: multiply_float32 computes exactly
+  bool float32_refused_ = false;       // no room for the float32 copy: multiply_float32 computes exactly
+  std::atomic<bool> consumed_{false};  // factor_and_solve ran: matrix_ is gone
 };
 
 }  // namespace

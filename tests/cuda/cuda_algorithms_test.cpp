@@ -98,6 +98,47 @@ TEST_F(CudaAlgorithmsTest, LaplaceFactorsOnTheDeviceApplyTheDefinitions) {
                ntk::ResourceExhausted);  // nothing to fall back on
 }
 
+// The closed form's solve on the device: Theta factored in place (shift added on the device as the host
+// adds it). Judged by backward errors, which a stable factorization keeps near rounding whatever Theta's
+// condition: |L L^T - (A + shift I)| and |(A + shift I) x - b| against |A|. The device memory is back at
+// once, and the spent resident refuses further use.
+TEST_F(CudaAlgorithmsTest, FactorAndSolveInPlaceHasRoundingBackwardErrors) {
+  const std::int64_t n = 257, m = 5;
+  const auto x = random_inputs(n, 9, 51);
+  Matrix<double> theta(n, n);
+  cpu_.kernel(ntk::testing::relu_spec(3), x.view(), nullptr, {{}, theta.view()}, {});
+  const Matrix<double> b = random_inputs(n, m, 52);
+  long double a_max = 0;
+  for (const double v : theta.storage()) a_max = std::max(a_max, std::fabs((long double)v));
+  for (const double shift : {0.0, 1e-4}) {
+    const std::size_t before = gpu_->device_memory().in_use;
+    auto resident = gpu_->make_resident(theta.view(), "Theta");
+    Matrix<double> got = b;
+    const Matrix<double> l = resident->factor_and_solve(*gpu_, shift, got.view(), "Theta");
+    EXPECT_EQ(gpu_->device_memory().in_use, before);  // consumed: its memory is back before it goes
+    long double factor_error = 0, solve_error = 0, x_max = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) {
+        long double llt = 0;
+        for (std::int64_t q = 0; q <= j; ++q) llt += (long double)l(i, q) * l(j, q);
+        const long double a = (long double)theta(i, j) + (i == j ? shift : 0.0);
+        factor_error = std::max(factor_error, std::fabs(llt - a));
+      }
+    for (const double v : got.storage()) x_max = std::max(x_max, std::fabs((long double)v));
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t c = 0; c < m; ++c) {
+        long double ax = (long double)shift * got(i, c);
+        for (std::int64_t q = 0; q < n; ++q) ax += (long double)theta(i, q) * got(q, c);
+        solve_error = std::max(solve_error, std::fabs(ax - b(i, c)));
+      }
+    EXPECT_LE(double(factor_error), 1e-15 * n * double(a_max)) << "shift " << shift;
+    EXPECT_LE(double(solve_error), 1e-15 * n * double(a_max * x_max)) << "shift " << shift;
+    Matrix<double> out(n, 1);
+    EXPECT_THROW(resident->multiply(1.0, b.view().block(0, 0, n, 1), 0.0, out.view()),
+                 ntk::FailedPrecondition);
+  }
+}
+
 TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {
   const std::int64_t n = 517;
   const Matrix<double> a = random_inputs(n, n, 11);

@@ -78,11 +78,24 @@ class ResidentMatrix {
   virtual std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend,
                                                                 ConstMatrixView<double> host, double k,
                                                                 const Matrix<double>& p);
+  // The lambda = 0 closed form's solve, where A lives: factors A + shift I = L L^T, solves b (N x m, on
+  // the host) <- (A + shift I)^-1 b, and returns L on the host (row-major lower triangle; the upper one
+  // holds what the factorization left there). Consumes the matrix: implementations may factor it in
+  // place (the CUDA backend's never crosses PCIe before its factor; an owned host matrix is moved out,
+  // not copied), and those answer any later call with FailedPrecondition. NumericalError naming `what`
+  // when it is not positive definite.
+  virtual Matrix<double> factor_and_solve(Backend& backend, double shift, MatrixView<double> b,
+                                          const char* what) = 0;
 };
 
 // The shape checks of solve_newton_system shared by its implementations; throws InvalidArgument.
 void check_newton_system(const NewtonSystem& system, std::int64_t n, ConstMatrixView<double> rhs,
                          MatrixView<double> z);
+// factor_and_solve's host part, shared by its host implementations: a <- its factor with shift added
+// to the diagonal, b solved with it; returns a. Checks b's rows against a.
+Matrix<double> factor_and_solve_on_host(Backend& backend, Matrix<double> a, double shift,
+                                        MatrixView<double> b, const char* what);
+
 // The shape checks of laplace_factors shared by its implementations (`host` may be empty where the
 // implementation does not read it); throws InvalidArgument.
 void check_laplace_inputs(std::int64_t n, ConstMatrixView<double> host, bool host_needed, double k,
