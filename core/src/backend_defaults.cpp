@@ -165,6 +165,28 @@ void Backend::multiply_by_lower(MatrixView<double> b, ConstMatrixView<double> l)
   gemm(false, false, 1.0, in.view(), lower.view(), 0.0, b);
 }
 
+namespace {
+
+class HostResidentFactor final : public ResidentFactor {
+ public:
+  HostResidentFactor(Backend& backend, ConstMatrixView<double> l) : backend_(backend), l_(l) {}
+  std::int64_t rows() const override { return l_.rows; }
+  void solve(MatrixView<double> b) override { backend_.cholesky_solve(l_, b); }
+
+ private:
+  Backend& backend_;
+  ConstMatrixView<double> l_;
+};
+
+}  // namespace
+
+std::unique_ptr<ResidentFactor> Backend::make_resident_factor(ConstMatrixView<double> l, const char* what) {
+  if (l.rows != l.cols)
+    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(l.rows) + " x " +
+                          std::to_string(l.cols));
+  return std::make_unique<HostResidentFactor>(*this, l);
+}
+
 std::unique_ptr<ResidentMatrix> Backend::make_resident(ConstMatrixView<double> a, const char* what) {
   if (a.rows != a.cols)
     throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +

@@ -100,6 +100,9 @@ struct UncertaintyContext {
   // uploaded once per model, not once per product): views of k_xx, factors.e and q above.
   std::unique_ptr<ResidentMatrix> k_xx_resident, q_resident;
   std::vector<std::unique_ptr<ResidentMatrix>> e_resident;
+  // The factor every block solves with, resident likewise: linearized M (factors.m), exact the model's
+  // Theta factor (a view of the model's, which outlives every call that uses this context).
+  std::unique_ptr<ResidentFactor> solve_factor;
   // Monte Carlo: the NNGP's lower factor, and per sample z (f0(X) = L z) and the predictor coefficients
   Matrix<double> chol;
   std::vector<Matrix<double>> zs, coef;
@@ -135,26 +138,31 @@ Matrix<double> sum_e_k_e(Backend& be, const Matrix<double>& k, const std::vector
   return q;
 }
 
-// The context's N x N matrices (K_XX; for lambda > 0 also every E_c and Q) resident where the backend
-// computes, all or none: when the backend has no room for all of them, none is kept there and all are
-// host views multiplied through gemm() (the Backend default: per-product uploads on a GPU, slower, but
-// the request succeeds, and the uploads find the memory the others would have held).
-void make_residents(Backend& be, UncertaintyContext& ctx) {
+// The context's N x N matrices (K_XX; for lambda > 0 also every E_c and Q) and the factor its blocks
+// solve with (M, or for lambda = 0 the model's Theta factor) resident where the backend computes, all or
+// none: when the backend has no room for all of them, none is kept there and all are host views
+// multiplied through gemm() and solved through cholesky_solve() (the Backend defaults: per-call uploads
+// on a GPU, slower, but the request succeeds, and the uploads find the memory the others would have held).
+void make_residents(Backend& be, const Model& m, UncertaintyContext& ctx) {
   std::vector<std::pair<const Matrix<double>*, std::unique_ptr<ResidentMatrix>*>> wanted;
   ctx.e_resident.resize(ctx.factors.e.size());
   for (std::size_t c = 0; c < ctx.factors.e.size(); ++c)
     wanted.emplace_back(&ctx.factors.e[c], &ctx.e_resident[c]);
   if (!ctx.factors.e.empty()) wanted.emplace_back(&ctx.q, &ctx.q_resident);
   wanted.emplace_back(&ctx.k_xx, &ctx.k_xx_resident);
+  const Matrix<double>& factor = m.settings.lambda > 0 ? ctx.factors.m : m.theta_factor;
   try {
     for (auto& [matrix, slot] : wanted)
       *slot = be.make_resident(matrix->view(), "uncertainty context matrix");
+    ctx.solve_factor = be.make_resident_factor(factor.view(), "uncertainty context factor");
   } catch (const ResourceExhausted& e) {
     for (auto& [matrix, slot] : wanted) slot->reset();
-    log_warning(std::string("uncertainty: the context's ") + std::to_string(wanted.size()) +
+    ctx.solve_factor.reset();
+    log_warning(std::string("uncertainty: the context's ") + std::to_string(wanted.size() + 1) +
                 " N x N matrices stay on the host (multiplied through gemm): " + e.what());
     for (auto& [matrix, slot] : wanted)
       *slot = be.Backend::make_resident(matrix->view(), "uncertainty context matrix");
+    ctx.solve_factor = be.Backend::make_resident_factor(factor.view(), "uncertainty context factor");
   }
 }
 
@@ -178,7 +186,7 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
           out.mean_logits.view().block(r0, 0, t, c));
   if (m.settings.lambda == 0) {
     Matrix<double> v = theta_xs;  // Theta^-1 Theta_X*
-    be.cholesky_solve(m.theta_factor.view(), v.view());
+    sh.solve_factor->solve(v.view());
     Matrix<double> kv(n, t);
     sh.k_xx_resident->multiply(1.0, v.view(), 0.0, kv.view());
     const std::vector<double> vkv = column_dots(v, kv), vk = column_dots(v, k_xs);
@@ -204,7 +212,7 @@ void gaussian_covariance(Backend& be, const Model& m, const UncertaintyContext& 
     for (std::int64_t i = 0; i < n; ++i)
       std::copy(z[a].row_data(i), z[a].row_data(i) + t, stacked.row_data(i) + std::int64_t(a) * t);
   }
-  apply_m_inverse(be, sh.factors, stacked.view());
+  sh.solve_factor->solve(stacked.view());  // M^-T M^-1
   Matrix<double> kz(n, t);
   for (std::size_t a = 0; a < cs; ++a) {
     ResidentMatrix& e_a = *sh.e_resident[a];
@@ -458,7 +466,7 @@ void prepare(Backend& be, const Model& m, const UncertaintyOptions& o, Uncertain
           laplace_factors(be, model_kernel(be, m, train, nullptr, KernelSelection::ntk).view(), ctx.k, p);
       ctx.q = sum_e_k_e(be, ctx.k_xx, ctx.factors.e);
     }
-    make_residents(be, ctx);
+    make_residents(be, m, ctx);
   }
   ctx.mode = o.mode;
   ctx.seed = o.seed;

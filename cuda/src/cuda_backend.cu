@@ -94,6 +94,9 @@ class CudaBackendImpl final : public Backend {
   std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what) override {
     return make_device_resident(resources_, mutex_, a, what);
   }
+  std::unique_ptr<ResidentFactor> make_resident_factor(ConstMatrixView<double> l, const char* what) override {
+    return make_device_resident_factor(resources_, mutex_, l, what);
+  }
   // Theta assembled straight into the pool: it never crosses to the host.
   std::unique_ptr<ResidentMatrix> resident_kernel(const KernelSpec& spec, ConstMatrixView<float> x,
                                                   const AssemblyOptions& options, const char* what) override {

@@ -262,7 +262,47 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   std::atomic<bool> consumed_{false};  // factor_and_solve ran: matrix_ is gone
 };
 
+class DeviceResidentFactor final : public ResidentFactor {
+ public:
+  DeviceResidentFactor(DeviceResources& r, std::mutex& mutex, ConstMatrixView<double> l, const char* what)
+      : resources_(r), mutex_(mutex), n_(l.rows) {
+    std::lock_guard lock(mutex_);
+    resources_.activate();
+    factor_ = upload(resources_, l, what, resources_.stream(0));
+    NTK_CUDA_CHECK(cudaStreamSynchronize(resources_.stream(0)));
+  }
+  std::int64_t rows() const override { return n_; }
+  void solve(MatrixView<double> b) override {
+    if (b.rows != n_)
+      throw InvalidArgument("resident factor solve: the right-hand side has " + std::to_string(b.rows) +
+                            " rows, expected " + std::to_string(n_));
+    if (b.cols == 0 || n_ == 0) return;
+    std::lock_guard lock(mutex_);
+    resources_.activate();
+    cudaStream_t s = resources_.stream(0);
+    DeviceBuffer rhs = upload(resources_, b, "resident factor right-hand side", s);
+    cholesky_solve_on_device(resources_, factor_.as<double>(), n_, rhs.as<double>(), b.cols, s);
+    copy_to_host(b, rhs.as<double>(), s);
+    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
+ private:
+  DeviceResources& resources_;
+  std::mutex& mutex_;
+  std::int64_t n_;
+  DeviceBuffer factor_;
+};
+
 }  // namespace
+
+std::unique_ptr<ResidentFactor> make_device_resident_factor(DeviceResources& resources,
+                                                            std::mutex& device_mutex,
+                                                            ConstMatrixView<double> l, const char* what) {
+  if (l.rows != l.cols)
+    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(l.rows) + " x " +
+                          std::to_string(l.cols));
+  return std::make_unique<DeviceResidentFactor>(resources, device_mutex, l, what);
+}
 
 std::unique_ptr<ResidentMatrix> adopt_device_resident(DeviceResources& resources, std::mutex& device_mutex,
                                                       DeviceBuffer matrix, std::int64_t n) {

@@ -17,4 +17,10 @@ std::unique_ptr<ResidentMatrix> make_device_resident(DeviceResources& resources,
 std::unique_ptr<ResidentMatrix> adopt_device_resident(DeviceResources& resources, std::mutex& device_mutex,
                                                       DeviceBuffer matrix, std::int64_t n);
 
+// The Cholesky factor `l` uploaded once; every solve moves only its right-hand side, under
+// `device_mutex`. ResourceExhausted when it does not fit.
+std::unique_ptr<ResidentFactor> make_device_resident_factor(DeviceResources& resources,
+                                                            std::mutex& device_mutex,
+                                                            ConstMatrixView<double> l, const char* what);
+
 }  // namespace ntk::cuda

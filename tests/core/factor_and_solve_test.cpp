@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ntk/cpu_backend.hpp"
 #include "ntk/errors.hpp"
@@ -65,6 +67,34 @@ TEST(FactorAndSolve, BadRightHandSidesAndIndefiniteMatricesAreNamedErrors) {
   }
   // A shift that makes it definite: factored.
   EXPECT_NO_THROW(resident->factor_and_solve(cpu, 2.0, b.view(), "the training NTK"));
+}
+
+}  // namespace
+
+namespace {
+
+// Backend::make_resident_factor, which the uncertainty modes solve every block with: the default solves
+// through cholesky_solve(), bit for bit, and is safe from several threads (the server shares contexts).
+TEST(ResidentFactor, SolvesAsCholeskySolveFromSeveralThreads) {
+  ntk::CpuBackend cpu;
+  const ntk::Matrix<double> x = ntk::testing::random_inputs(70, 5, 8);
+  ntk::Matrix<double> l(70, 70);
+  cpu.kernel(ntk::testing::relu_spec(2), x.view(), nullptr, {{}, l.view()}, {});
+  cpu.cholesky(l.view(), "Theta");
+  auto factor = cpu.make_resident_factor(l.view(), "Theta's factor");
+  EXPECT_EQ(factor->rows(), 70);
+  const ntk::Matrix<double> b = ntk::testing::random_inputs(70, 3, 9);
+  ntk::Matrix<double> want = b;
+  cpu.cholesky_solve(l.view(), want.view());
+  std::vector<ntk::Matrix<double>> got(4, b);
+  std::vector<std::thread> threads;
+  for (auto& g : got) threads.emplace_back([&] { factor->solve(g.view()); });
+  for (auto& t : threads) t.join();
+  for (const auto& g : got)
+    for (std::size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g.data()[i], want.data()[i]);
+  ntk::Matrix<double> wrong(69, 1);
+  EXPECT_THROW(factor->solve(wrong.view()), ntk::InvalidArgument);
+  EXPECT_THROW(cpu.make_resident_factor(l.view().block(0, 0, 70, 69), "not square"), ntk::InvalidArgument);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "../core/laplace_factors_case.hpp"
 #include "../core/newton_system_case.hpp"
@@ -137,6 +138,38 @@ TEST_F(CudaAlgorithmsTest, FactorAndSolveInPlaceHasRoundingBackwardErrors) {
     EXPECT_THROW(resident->multiply(1.0, b.view().block(0, 0, n, 1), 0.0, out.view()),
                  ntk::FailedPrecondition);
   }
+}
+
+// The uncertainty modes' per-block solves: a factor uploaded once, solved against from two threads at
+// once as the server's shared contexts are, equal to the CPU's cholesky_solve to rounding.
+TEST_F(CudaAlgorithmsTest, ResidentFactorSolvesMatchCpu) {
+  const std::int64_t n = 300;
+  const auto x = random_inputs(n, 8, 61);
+  Matrix<double> l(n, n);
+  cpu_.kernel(ntk::testing::relu_spec(2), x.view(), nullptr, {{}, l.view()}, {});
+  for (std::int64_t i = 0; i < n; ++i) l(i, i) += 1e-3;
+  cpu_.cholesky(l.view(), "Theta");
+  const Matrix<double> b = random_inputs(n, 7, 62);
+  Matrix<double> want = b;
+  cpu_.cholesky_solve(l.view(), want.view());
+  const std::size_t before = gpu_->device_memory().in_use;
+  {
+    auto factor = gpu_->make_resident_factor(l.view(), "Theta's factor");
+    EXPECT_GE(gpu_->device_memory().in_use, before + std::size_t(n * n) * sizeof(double));
+    std::vector<Matrix<double>> got(2, b);
+    std::thread other([&] { factor->solve(got[1].view()); });
+    factor->solve(got[0].view());
+    other.join();
+    for (const auto& g : got)
+      EXPECT_LE(max_abs_diff(g, want), 1e-10 * max_abs_diff(want, Matrix<double>(n, 7, 0.0)));
+    Matrix<double> one_column(n, 1, 1.0);
+    Matrix<double> want_column = one_column;
+    factor->solve(one_column.view());  // a single column takes potrs without the transposes
+    cpu_.cholesky_solve(l.view(), want_column.view());
+    EXPECT_LE(max_abs_diff(one_column, want_column),
+              1e-10 * max_abs_diff(want_column, Matrix<double>(n, 1, 0.0)));
+  }
+  EXPECT_EQ(gpu_->device_memory().in_use, before);
 }
 
 TEST_F(CudaAlgorithmsTest, Float32ResidentProductIsWithinFloat32Rounding) {

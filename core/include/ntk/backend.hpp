@@ -104,6 +104,17 @@ void check_laplace_inputs(std::int64_t n, ConstMatrixView<double> host, bool hos
 // 0) and v has n rows.
 void check_laplace_operand(std::int64_t n, std::int64_t classes, std::int64_t c, ConstMatrixView<double> v);
 
+// A Cholesky factor (row-major lower, as Backend::cholesky leaves it) kept where the backend computes, for
+// repeated solves: the uncertainty modes solve with one factor for every block of test points. solve()
+// may be called from several threads at once.
+class ResidentFactor {
+ public:
+  virtual ~ResidentFactor() = default;
+  virtual std::int64_t rows() const = 0;
+  // b (N x m) <- (L L^T)^-1 b.
+  virtual void solve(MatrixView<double> b) = 0;
+};
+
 // Products K_ntk(x, X) B for many x with X (N x d) and B (N x m) fixed: prediction, B being a model's
 // coefficients. The CUDA backend keeps X, its layer variances and B in device memory and never moves a
 // kernel tile to the host; the CPU backend prepares X once and assembles K(x, X) in row blocks (~64 MiB)
@@ -176,6 +187,9 @@ class Backend {
   // view of `a`, which must then outlive the result, and multiplies through gemm(). Backends with their
   // own memory copy it there (and may fall back to the default when it does not fit).
   virtual std::unique_ptr<ResidentMatrix> make_resident(ConstMatrixView<double> a, const char* what);
+  // The factor `l` (square) made resident for repeated solves. The default keeps a view of `l` (which
+  // must outlive the result) and solves through cholesky_solve(); the CUDA backend uploads it once.
+  virtual std::unique_ptr<ResidentFactor> make_resident_factor(ConstMatrixView<double> l, const char* what);
 
   // The NTK Theta = K_ntk(x, x) (N x N), computed in T and kept in float64 where this backend computes, for
   // solvers that only multiply with it (Newton-CG, the gradient flow). The default assembles it on the
