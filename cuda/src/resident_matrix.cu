@@ -47,10 +47,10 @@ class DeviceResidentMatrix final : public ResidentMatrix {
       : resources_(r), mutex_(mutex), n_(n), matrix_(std::move(matrix)) {}
 
   std::vector<double> diagonal() override {
-    check_live();
     std::vector<double> d(static_cast<std::size_t>(n_));
     if (n_ == 0) return d;
     std::lock_guard lock(mutex_);
+    check_live();  // under the lock: factor_and_solve may have run meanwhile
     resources_.activate();
     // Column 0 of a matrix with row pitch (n + 1) elements: the diagonal. On stream 0, after the work
     // queued there (the legacy default stream's implicit ordering is not what the backend relies on).
@@ -63,11 +63,11 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   }
 
   double max_abs_row_sum() override {
-    check_live();
     if (n_ == 0) return 0;
     std::vector<double> sums(static_cast<std::size_t>(n_));
     {
       std::lock_guard lock(mutex_);
+      check_live();  // under the lock: factor_and_solve may have run meanwhile
       resources_.activate();
       cudaStream_t s = resources_.stream(0);
       DeviceBuffer device_sums = resources_.pool().allocate(sums.size() * sizeof(double), "row sums");
@@ -84,9 +84,9 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   std::int64_t rows() const override { return n_; }
 
   void multiply(double alpha, ConstMatrixView<double> v, double beta, MatrixView<double> out) override {
-    check_live();
     if (!check_shapes(v, out)) return;
     std::lock_guard lock(mutex_);
+    check_live();  // under the lock: factor_and_solve may have run meanwhile
     resources_.activate();
     cudaStream_t s = resources_.stream(0);
     prepare_operands(v, beta, out, s);
@@ -104,9 +104,9 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // exact product (the contract allows it; the caller only loses speed).
   void multiply_float32(double alpha, ConstMatrixView<double> v, double beta,
                         MatrixView<double> out) override {
-    check_live();
     if (!check_shapes(v, out)) return;
     std::unique_lock lock(mutex_);
+    check_live();  // under the lock: factor_and_solve may have run meanwhile
     resources_.activate();
     if (!ensure_float32_copy()) {
       lock.unlock();
@@ -140,9 +140,9 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // the float32 copy, as in multiply_float32. Holds the device for the whole solve.
   int solve_newton_system(Backend&, const NewtonSystem& system, ConstMatrixView<double> rhs,
                           MatrixView<double> z, double tolerance, int max_iterations) override {
-    check_live();
     check_newton_system(system, n_, rhs, z);
     std::lock_guard lock(mutex_);
+    check_live();  // under the lock: factor_and_solve may have run meanwhile
     resources_.activate();
     NewtonSystem effective = system;
     if (effective.float32_products && !ensure_float32_copy()) effective.float32_products = false;
@@ -154,10 +154,10 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // The C + 1 N x N factors on the device; where they do not fit, the host's (the caller has Theta there).
   std::unique_ptr<LaplaceFactorization> laplace_factors(Backend& backend, ConstMatrixView<double> host,
                                                         double k, const Matrix<double>& p) override {
-    check_live();
     check_laplace_inputs(n_, host, false, k, p);
     try {
       std::lock_guard lock(mutex_);
+      check_live();  // under the lock: factor_and_solve may have run meanwhile
       resources_.activate();
       return device_laplace_factors(resources_, mutex_, matrix_.as<double>(), n_, k, p);
     } catch (const ResourceExhausted& e) {
@@ -170,18 +170,21 @@ class DeviceResidentMatrix final : public ResidentMatrix {
   // Factored in place: Theta never crosses PCIe, only its factor comes back (it is the model's). The
   // matrix is consumed and its device memory goes back at once.
   Matrix<double> factor_and_solve(Backend&, double shift, MatrixView<double> b, const char* what) override {
-    check_live();
     if (b.rows != n_)
       throw InvalidArgument(std::string(what) + ": the right-hand side has " + std::to_string(b.rows) +
                             " rows, expected " + std::to_string(n_));
     Matrix<double> factor(n_, n_);
     std::lock_guard lock(mutex_);
-    consumed_ = true;  // from here on matrix_ holds (part of) the factor, whatever happens
-    if (n_ == 0) return factor;
+    check_live();  // under the lock: factor_and_solve may have run meanwhile
+    if (n_ == 0) {
+      consumed_ = true;
+      return factor;
+    }
     resources_.activate();
     cudaStream_t s = resources_.stream(0);
-    DeviceBuffer rhs;
+    DeviceBuffer rhs;  // before the matrix is touched: no room for it leaves the resident as it was
     if (b.cols > 0) rhs = upload(resources_, b, "closed-form right-hand side", s);
+    consumed_ = true;  // from here on matrix_ holds (part of) the factor, whatever happens
     if (shift != 0) {
       add_to_diagonal_kernel<<<static_cast<unsigned>((n_ + 255) / 256), 256, 0, s>>>(matrix_.as<double>(), n_,
                                                                                      shift);
@@ -194,8 +197,8 @@ class DeviceResidentMatrix final : public ResidentMatrix {
     }
     copy_to_host(factor.view(), matrix_.as<double>(), s);
     NTK_CUDA_CHECK(cudaStreamSynchronize(s));
-    matrix_.reset();
-    matrix_f32_.reset();
+    for (DeviceBuffer* buffer : {&matrix_, &matrix_f32_, &operand_, &result_, &scratch_, &operand_f32_})
+      buffer->reset();
     return factor;
   }
 

@@ -47,7 +47,9 @@ struct UncertaintyResult {
 // sum_c E_c K E_c for linearized; the NNGP factor and every sample's trained coefficients for Monte
 // Carlo). A caller that predicts many blocks with one model, one backend and the same options passes one
 // context to every call; it is filled by the first and reused while mode, seed and samples stay the same.
-// It belongs to the model it was first used with.
+// It belongs to the model it was first used with and may refer to that Model object (exact mode solves
+// with a view of its Theta factor where the backend keeps no copy) and to the backend it was prepared
+// on: both must outlive it, and the model must not change while the context is used.
 struct UncertaintyContext;
 std::shared_ptr<UncertaintyContext> make_uncertainty_context();
 // Fills `context` for options' mode (and seed and samples) now, as the first predict_uncertainty() with it
