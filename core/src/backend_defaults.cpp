@@ -181,16 +181,12 @@ class HostResidentFactor final : public ResidentFactor {
 }  // namespace
 
 std::unique_ptr<ResidentFactor> Backend::make_resident_factor(ConstMatrixView<double> l, const char* what) {
-  if (l.rows != l.cols)
-    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(l.rows) + " x " +
-                          std::to_string(l.cols));
+  check_square_matrix(l, what);
   return std::make_unique<HostResidentFactor>(*this, l);
 }
 
 std::unique_ptr<ResidentMatrix> Backend::make_resident(ConstMatrixView<double> a, const char* what) {
-  if (a.rows != a.cols)
-    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
-                          std::to_string(a.cols));
+  check_square_matrix(a, what);
   return std::make_unique<HostResidentMatrix>(*this, a);
 }
 
@@ -209,6 +205,12 @@ void check_kernel_product_operands(ConstMatrixView<double> x_train, ConstMatrixV
     throw InvalidArgument("kernel product: " + std::to_string(x_train.rows) + " training inputs but b has " +
                           std::to_string(b.rows) + " rows");
   check_kernel_input(x_train, "training inputs");
+}
+
+void check_square_matrix(ConstMatrixView<double> a, const char* what) {
+  if (a.rows != a.cols)
+    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
+                          std::to_string(a.cols));
 }
 
 Matrix<double> factor_and_solve_on_host(Backend& backend, Matrix<double> a, double shift,

@@ -223,9 +223,7 @@ class CpuResidentMatrix final : public ResidentMatrix {
 }  // namespace
 
 std::unique_ptr<ResidentMatrix> CpuBackend::make_resident(ConstMatrixView<double> a, const char* what) {
-  if (a.rows != a.cols)
-    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
-                          std::to_string(a.cols));
+  check_square_matrix(a, what);
   return std::make_unique<CpuResidentMatrix>(*this, thin_workers_, a);
 }
 

@@ -110,12 +110,7 @@ class DeviceLaplaceFactorization final : public LaplaceFactorization {
     check_laplace_operand(n_, std::int64_t(e_.size()), 0, v);
     if (v.cols == 0 || n_ == 0) return;
     std::lock_guard lock(mutex_);
-    resources_.activate();
-    cudaStream_t s = resources_.stream(0);
-    DeviceBuffer b = upload(resources_, v, "Laplace factor operand", s);
-    cholesky_solve_on_device(resources_, m_.as<double>(), n_, b.as<double>(), v.cols, s);
-    copy_to_host(v, b.as<double>(), s);
-    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    cholesky_solve_host_rhs(resources_, m_.as<double>(), v);
   }
 
  private:

@@ -27,6 +27,19 @@ void check_square(ConstMatrixView<double> a, const char* what) {
   if (a.rows != a.cols) throw InvalidArgument(std::string(what) + " is not square: " + shape(a.rows, a.cols));
 }
 
+// The 64-bit cuSOLVER API's parameter object, destroyed with its scope.
+class SolverParams {
+ public:
+  SolverParams() { NTK_CUSOLVER_CHECK(cusolverDnCreateParams(&params_)); }
+  ~SolverParams() { cusolverDnDestroyParams(params_); }
+  SolverParams(const SolverParams&) = delete;
+  SolverParams& operator=(const SolverParams&) = delete;
+  cusolverDnParams_t get() const { return params_; }
+
+ private:
+  cusolverDnParams_t params_ = nullptr;
+};
+
 // The device copy of a product's output: uploaded when beta makes its old contents count.
 DeviceBuffer result_buffer(DeviceResources& r, ConstMatrixView<double> c, double beta, const char* what,
                            cudaStream_t s) {
@@ -64,20 +77,15 @@ void gemm(DeviceResources& r, bool ta, bool tb, double alpha, ConstMatrixView<do
 void factor_on_device(DeviceResources& r, double* d, std::int64_t n, const char* what, cudaStream_t s) {
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
-  cusolverDnParams_t params = nullptr;
-  NTK_CUSOLVER_CHECK(cusolverDnCreateParams(&params));
-  struct ParamsGuard {
-    cusolverDnParams_t p;
-    ~ParamsGuard() { cusolverDnDestroyParams(p); }
-  } guard{params};
+  const SolverParams params;
   std::size_t device_bytes = 0, host_bytes = 0;
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n,
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(h, params.get(), CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n,
                                                  CUDA_R_64F, &device_bytes, &host_bytes));
   DeviceBuffer work = r.pool().allocate(std::max<std::size_t>(device_bytes, 1), "Cholesky workspace");
   DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky info");
   std::vector<char> host_work(std::max<std::size_t>(host_bytes, 1));
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n, CUDA_R_64F,
-                                      work.as<void>(), device_bytes, host_work.data(), host_bytes,
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrf(h, params.get(), CUBLAS_FILL_MODE_UPPER, n, CUDA_R_64F, d, n,
+                                      CUDA_R_64F, work.as<void>(), device_bytes, host_work.data(), host_bytes,
                                       info.as<int>()));
   int host_info = 0;
   NTK_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, s));
@@ -177,14 +185,9 @@ void cholesky_solve_on_device(DeviceResources& r, const double* factor, std::int
   }
   cusolverDnHandle_t h = r.cusolver();
   NTK_CUSOLVER_CHECK(cusolverDnSetStream(h, s));
-  cusolverDnParams_t params = nullptr;
-  NTK_CUSOLVER_CHECK(cusolverDnCreateParams(&params));
-  struct ParamsGuard {
-    cusolverDnParams_t p;
-    ~ParamsGuard() { cusolverDnDestroyParams(p); }
-  } guard{params};
+  const SolverParams params;
   DeviceBuffer info = r.pool().allocate(sizeof(int), "Cholesky solve info");
-  NTK_CUSOLVER_CHECK(cusolverDnXpotrs(h, params, CUBLAS_FILL_MODE_UPPER, n, m, CUDA_R_64F, factor, n,
+  NTK_CUSOLVER_CHECK(cusolverDnXpotrs(h, params.get(), CUBLAS_FILL_MODE_UPPER, n, m, CUDA_R_64F, factor, n,
                                       CUDA_R_64F, b, n, info.as<int>()));
   if (m > 1)
     NTK_CUBLAS_CHECK(cublasDgeam_64(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, &one, b, n, &zero, rhs, m, rhs, m));
@@ -199,13 +202,18 @@ void cholesky_solve(DeviceResources& r, ConstMatrixView<double> l, MatrixView<do
   if (l.rows != l.cols || b.rows != l.rows)
     throw InvalidArgument("Cholesky solve shapes do not agree: " + shape(l.rows, l.cols) + " \\ " +
                           shape(b.rows, b.cols));
-  const std::int64_t n = b.rows, m = b.cols;
-  if (n == 0 || m == 0) return;
+  if (b.rows == 0 || b.cols == 0) return;
+  r.activate();
+  const DeviceBuffer dl = upload(r, l, "Cholesky factor", r.stream(0));
+  cholesky_solve_host_rhs(r, dl.as<double>(), b);
+}
+
+void cholesky_solve_host_rhs(DeviceResources& r, const double* factor, MatrixView<double> b) {
+  if (b.rows == 0 || b.cols == 0) return;
   r.activate();
   cudaStream_t s = r.stream(0);
-  DeviceBuffer dl = upload(r, l, "Cholesky factor", s),
-               db = upload(r, b, "Cholesky solve right-hand side", s);
-  cholesky_solve_on_device(r, dl.as<double>(), n, db.as<double>(), m, s);
+  DeviceBuffer db = upload(r, b, "Cholesky solve right-hand side", s);
+  cholesky_solve_on_device(r, factor, b.rows, db.as<double>(), b.cols, s);
   download(db, b, s);
 }
 

@@ -25,5 +25,8 @@ void invert_factored_on_device(DeviceResources& r, double* d, std::int64_t n, co
 // rhs (n x m) <- A^-1 rhs with A = L L^T and `factor` as factor_on_device leaves it.
 void cholesky_solve_on_device(DeviceResources& r, const double* factor, std::int64_t n, double* rhs,
                               std::int64_t m, cudaStream_t s);
+// b (on the host, N x m) <- A^-1 b with A's factor on the device (as factor_on_device leaves it): b up,
+// cholesky_solve_on_device, b down, on stream 0. The caller holds what serializes the device's work.
+void cholesky_solve_host_rhs(DeviceResources& r, const double* factor, MatrixView<double> b);
 
 }  // namespace ntk::cuda

@@ -38,8 +38,7 @@ class DeviceResidentMatrix final : public ResidentMatrix {
       : resources_(r), mutex_(mutex), n_(a.rows) {
     std::lock_guard lock(mutex_);
     resources_.activate();
-    matrix_ = resources_.pool().allocate(std::size_t(n_) * std::size_t(n_) * sizeof(double), what);
-    copy_to_device(matrix_.as<double>(), a, resources_.stream(0));
+    matrix_ = upload(resources_, a, what, resources_.stream(0));
     NTK_CUDA_CHECK(cudaStreamSynchronize(resources_.stream(0)));
   }
   // Takes over an n x n row-major float64 matrix already in the pool (assembled there).
@@ -281,12 +280,7 @@ class DeviceResidentFactor final : public ResidentFactor {
                             " rows, expected " + std::to_string(n_));
     if (b.cols == 0 || n_ == 0) return;
     std::lock_guard lock(mutex_);
-    resources_.activate();
-    cudaStream_t s = resources_.stream(0);
-    DeviceBuffer rhs = upload(resources_, b, "resident factor right-hand side", s);
-    cholesky_solve_on_device(resources_, factor_.as<double>(), n_, rhs.as<double>(), b.cols, s);
-    copy_to_host(b, rhs.as<double>(), s);
-    NTK_CUDA_CHECK(cudaStreamSynchronize(s));
+    cholesky_solve_host_rhs(resources_, factor_.as<double>(), b);
   }
 
  private:
@@ -301,9 +295,7 @@ class DeviceResidentFactor final : public ResidentFactor {
 std::unique_ptr<ResidentFactor> make_device_resident_factor(DeviceResources& resources,
                                                             std::mutex& device_mutex,
                                                             ConstMatrixView<double> l, const char* what) {
-  if (l.rows != l.cols)
-    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(l.rows) + " x " +
-                          std::to_string(l.cols));
+  check_square_matrix(l, what);
   return std::make_unique<DeviceResidentFactor>(resources, device_mutex, l, what);
 }
 
@@ -314,9 +306,7 @@ std::unique_ptr<ResidentMatrix> adopt_device_resident(DeviceResources& resources
 
 std::unique_ptr<ResidentMatrix> make_device_resident(DeviceResources& resources, std::mutex& device_mutex,
                                                      ConstMatrixView<double> a, const char* what) {
-  if (a.rows != a.cols)
-    throw InvalidArgument(std::string(what) + " must be square, is " + std::to_string(a.rows) + " x " +
-                          std::to_string(a.cols));
+  check_square_matrix(a, what);
   return std::make_unique<DeviceResidentMatrix>(resources, device_mutex, a, what);
 }
 

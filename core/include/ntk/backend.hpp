@@ -91,6 +91,8 @@ class ResidentMatrix {
 // The shape checks of solve_newton_system shared by its implementations; throws InvalidArgument.
 void check_newton_system(const NewtonSystem& system, std::int64_t n, ConstMatrixView<double> rhs,
                          MatrixView<double> z);
+// InvalidArgument naming `what` unless `a` is square (the resident matrices' and factors' check).
+void check_square_matrix(ConstMatrixView<double> a, const char* what);
 // factor_and_solve's host part, shared by its host implementations: a <- its factor with shift added
 // to the diagonal, b solved with it; returns a. Checks b's rows against a.
 Matrix<double> factor_and_solve_on_host(Backend& backend, Matrix<double> a, double shift,
